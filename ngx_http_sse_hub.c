@@ -1,0 +1,1469 @@
+
+/*
+ * ngx_http_sse_module: the hub in shared memory.
+ *
+ * Everything in the zone is guarded by the slab pool's own mutex, which the
+ * master unlocks if a worker dies holding it; every update below leaves the
+ * queues walkable at each step.
+ *
+ * An event is in the hub log until every worker with subscribers has read
+ * past it, and in its channel's history until count, ttl or room evicts it;
+ * it is freed when it is in neither.  A channel is freed when nothing refers
+ * to it: no event, no worker's subscribers, no operation holding it.
+ */
+
+
+#include "ngx_http_sse.h"
+
+#include <sys/un.h>
+
+
+typedef struct {
+    ngx_http_sse_hub_t             *hub;
+    ngx_http_sse_slot_t            *slot;
+    ngx_connection_t               *wake;
+    ngx_rbtree_t                    lchans;
+    ngx_rbtree_node_t               sentinel;
+    ngx_array_t                    *deliveries;
+    ngx_event_t                     housekeeping;
+    ngx_log_t                      *log;
+} ngx_http_sse_worker_t;
+
+
+static void ngx_http_sse_hub_lock(void);
+static void ngx_http_sse_hub_unlock(void);
+static ngx_http_sse_channel_t *ngx_http_sse_channel_get_locked(ngx_str_t *name,
+    ngx_uint_t create);
+static void ngx_http_sse_channel_put_locked(ngx_http_sse_channel_t *ch);
+static void *ngx_http_sse_alloc_locked(size_t size);
+static ngx_uint_t ngx_http_sse_evict_oldest_locked(void);
+static void ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev);
+static void ngx_http_sse_event_free_locked(ngx_http_sse_event_t *ev);
+static void ngx_http_sse_expire_locked(ngx_http_sse_channel_t *ch,
+    uint64_t now);
+static void ngx_http_sse_trim_log_locked(void);
+static void ngx_http_sse_collect_locked(void);
+static void ngx_http_sse_deliver(void);
+static void ngx_http_sse_slot_release_locked(ngx_http_sse_slot_t *slot);
+static void ngx_http_sse_wake_workers(void);
+static ngx_int_t ngx_http_sse_wake_open(ngx_cycle_t *cycle);
+static void ngx_http_sse_wake_handler(ngx_event_t *rev);
+static void ngx_http_sse_housekeeping_handler(ngx_event_t *ev);
+static ngx_http_sse_lchan_t *ngx_http_sse_lchan_lookup(
+    ngx_http_sse_channel_t *ch);
+static void ngx_http_sse_lchan_put_locked(ngx_http_sse_lchan_t *lc);
+static ngx_http_sse_msg_t *ngx_http_sse_replay_locked(
+    ngx_http_sse_channel_t **chans, ngx_uint_t n, ngx_http_sse_id_t *after,
+    uint64_t now);
+static uint64_t ngx_http_sse_now(void);
+
+
+static ngx_http_sse_worker_t  ngx_http_sse_worker;
+
+
+#define ngx_http_sse_id_gt(a, b)                                              \
+    ((a)->ms > (b)->ms || ((a)->ms == (b)->ms && (a)->seq > (b)->seq))
+
+
+ngx_int_t
+ngx_http_sse_hub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_sse_hub_t  *ohub = data;
+
+    size_t                 len;
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_shctx_t  *sh;
+
+    hub = shm_zone->data;
+
+    if (ohub) {
+        /* a reload: keep the channels, history, ids and counters */
+        hub->sh = ohub->sh;
+        hub->shpool = ohub->shpool;
+        return NGX_OK;
+    }
+
+    hub->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        hub->sh = hub->shpool->data;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(hub->shpool, sizeof(ngx_http_sse_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    hub->sh = sh;
+    hub->shpool->data = sh;
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&sh->log);
+    ngx_queue_init(&sh->history);
+
+    len = sizeof(" in sse zone \"\"") + shm_zone->shm.name.len;
+
+    hub->shpool->log_ctx = ngx_slab_alloc(hub->shpool, len);
+    if (hub->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(hub->shpool->log_ctx, " in sse zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is answered by eviction or 507, not by a log line */
+    hub->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sse_hub_lock(void)
+{
+    ngx_shmtx_lock(&ngx_http_sse_worker.hub->shpool->mutex);
+}
+
+
+static void
+ngx_http_sse_hub_unlock(void)
+{
+    ngx_shmtx_unlock(&ngx_http_sse_worker.hub->shpool->mutex);
+}
+
+
+static uint64_t
+ngx_http_sse_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+ngx_int_t
+ngx_http_sse_hub_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
+{
+    ngx_uint_t              i;
+    ngx_http_sse_slot_t    *slot;
+    ngx_http_sse_shctx_t   *sh;
+    ngx_http_sse_worker_t  *w;
+
+    w = &ngx_http_sse_worker;
+
+    w->hub = hub;
+    w->log = cycle->log;
+
+    ngx_rbtree_init(&w->lchans, &w->sentinel, ngx_rbtree_insert_value);
+
+    w->deliveries = ngx_array_create(cycle->pool, 64,
+                                     sizeof(ngx_http_sse_delivery_t));
+    if (w->deliveries == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh = hub->sh;
+    slot = NULL;
+
+    ngx_http_sse_hub_lock();
+
+    for (i = 0; i < sh->nslots; i++) {
+
+        /* a worker that died without exit_process leaves its slot behind */
+
+        if (sh->slots[i].pid
+            && sh->slots[i].pid != ngx_pid
+            && kill(sh->slots[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "sse: releasing the hub slot of exited worker %P",
+                          sh->slots[i].pid);
+            ngx_http_sse_slot_release_locked(&sh->slots[i]);
+        }
+
+        if (slot == NULL && sh->slots[i].pid == 0) {
+            slot = &sh->slots[i];
+        }
+    }
+
+    if (slot == NULL && sh->nslots < NGX_HTTP_SSE_MAX_SLOTS) {
+        slot = &sh->slots[sh->nslots++];
+    }
+
+    if (slot) {
+        slot->pid = ngx_pid;
+        slot->wake = 0;
+        slot->cursor = sh->last_id.seq;
+        slot->nsubs = 0;
+        ngx_queue_init(&slot->wchans);
+    }
+
+    ngx_http_sse_hub_unlock();
+
+    if (slot == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "sse: no free hub slot for worker %P, "
+                      "streams in this worker will be refused", ngx_pid);
+        return NGX_OK;
+    }
+
+    w->slot = slot;
+
+    if (ngx_http_sse_wake_open(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    w->housekeeping.handler = ngx_http_sse_housekeeping_handler;
+    w->housekeeping.log = cycle->log;
+    w->housekeeping.data = w;
+    w->housekeeping.cancelable = 1;
+
+    ngx_add_timer(&w->housekeeping, 1000);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_sse_hub_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_http_sse_worker_t  *w;
+
+    w = &ngx_http_sse_worker;
+
+    if (w->wake) {
+        ngx_close_connection(w->wake);
+        w->wake = NULL;
+    }
+
+    if (w->slot == NULL) {
+        return;
+    }
+
+    ngx_http_sse_hub_lock();
+    ngx_http_sse_slot_release_locked(w->slot);
+    ngx_http_sse_hub_unlock();
+
+    w->slot = NULL;
+}
+
+
+static void
+ngx_http_sse_slot_release_locked(ngx_http_sse_slot_t *slot)
+{
+    ngx_queue_t           *q;
+    ngx_http_sse_wchan_t  *wc;
+    ngx_http_sse_shctx_t  *sh;
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    while (!ngx_queue_empty(&slot->wchans)) {
+        q = ngx_queue_head(&slot->wchans);
+        wc = ngx_queue_data(q, ngx_http_sse_wchan_t, slot_q);
+
+        wc->channel->nsubs -= wc->nsubs;
+        sh->subscribers -= wc->nsubs;
+
+        ngx_queue_remove(&wc->slot_q);
+        ngx_queue_remove(&wc->chan_q);
+
+        ngx_http_sse_channel_put_locked(wc->channel);
+        ngx_slab_free_locked(ngx_http_sse_worker.hub->shpool, wc);
+    }
+
+    slot->nsubs = 0;
+    slot->pid = 0;
+
+    ngx_http_sse_trim_log_locked();
+}
+
+
+/* channels */
+
+static ngx_http_sse_channel_t *
+ngx_http_sse_channel_get_locked(ngx_str_t *name, ngx_uint_t create)
+{
+    uint32_t                 hash;
+    ngx_http_sse_shctx_t    *sh;
+    ngx_http_sse_channel_t  *ch;
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    hash = ngx_crc32_short(name->data, name->len);
+
+    ch = (ngx_http_sse_channel_t *) ngx_str_rbtree_lookup(&sh->rbtree, name,
+                                                           hash);
+    if (ch) {
+        ch->refs++;
+        return ch;
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    ch = ngx_http_sse_alloc_locked(offsetof(ngx_http_sse_channel_t, name)
+                                   + name->len);
+    if (ch == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(ch, offsetof(ngx_http_sse_channel_t, name));
+    ngx_memcpy(ch->name, name->data, name->len);
+
+    ch->sn.node.key = hash;
+    ch->sn.str.len = name->len;
+    ch->sn.str.data = ch->name;
+
+    ngx_queue_init(&ch->history);
+    ngx_queue_init(&ch->wchans);
+
+    ch->refs = 1;
+
+    ngx_rbtree_insert(&sh->rbtree, &ch->sn.node);
+    sh->channels++;
+
+    return ch;
+}
+
+
+static void
+ngx_http_sse_channel_put_locked(ngx_http_sse_channel_t *ch)
+{
+    ngx_http_sse_hub_t  *hub;
+
+    if (--ch->refs) {
+        return;
+    }
+
+    hub = ngx_http_sse_worker.hub;
+
+    ngx_rbtree_delete(&hub->sh->rbtree, &ch->sn.node);
+    hub->sh->channels--;
+
+    ngx_slab_free_locked(hub->shpool, ch);
+}
+
+
+/* memory: on a full zone the oldest history goes first */
+
+static void *
+ngx_http_sse_alloc_locked(size_t size)
+{
+    void  *p;
+
+    for ( ;; ) {
+        p = ngx_slab_alloc_locked(ngx_http_sse_worker.hub->shpool, size);
+
+        if (p || !ngx_http_sse_evict_oldest_locked()) {
+            return p;
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_sse_evict_oldest_locked(void)
+{
+    ngx_queue_t           *q;
+    ngx_http_sse_shctx_t  *sh;
+    ngx_http_sse_event_t  *ev;
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    if (ngx_queue_empty(&sh->history)) {
+        return 0;
+    }
+
+    q = ngx_queue_head(&sh->history);
+    ev = ngx_queue_data(q, ngx_http_sse_event_t, all);
+
+    ngx_http_sse_history_remove_locked(ev);
+    sh->evicted++;
+
+    return 1;
+}
+
+
+static void
+ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev)
+{
+    ngx_http_sse_shctx_t  *sh;
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    ngx_queue_remove(&ev->chan);
+    ngx_queue_remove(&ev->all);
+    ev->in_history = 0;
+
+    ev->channel->nevents--;
+    sh->kept--;
+
+    if (!ev->in_log) {
+        ngx_http_sse_event_free_locked(ev);
+    }
+}
+
+
+static void
+ngx_http_sse_event_free_locked(ngx_http_sse_event_t *ev)
+{
+    ngx_http_sse_channel_t  *ch;
+
+    ch = ev->channel;
+
+    ngx_slab_free_locked(ngx_http_sse_worker.hub->shpool, ev);
+    ngx_http_sse_channel_put_locked(ch);
+}
+
+
+static void
+ngx_http_sse_expire_locked(ngx_http_sse_channel_t *ch, uint64_t now)
+{
+    ngx_queue_t           *q;
+    ngx_http_sse_event_t  *ev;
+
+    if (ch->history_ttl == 0) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ch->history)) {
+        q = ngx_queue_head(&ch->history);
+        ev = ngx_queue_data(q, ngx_http_sse_event_t, chan);
+
+        if (ev->id.ms + ch->history_ttl > now) {
+            break;
+        }
+
+        ngx_http_sse_history_remove_locked(ev);
+        ngx_http_sse_worker.hub->sh->evicted++;
+    }
+}
+
+
+/* the hub log is kept until every worker with subscribers has read it */
+
+static void
+ngx_http_sse_trim_log_locked(void)
+{
+    uint64_t               min;
+    ngx_uint_t             i;
+    ngx_queue_t           *q;
+    ngx_http_sse_shctx_t  *sh;
+    ngx_http_sse_event_t  *ev;
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    min = sh->last_id.seq;
+
+    for (i = 0; i < sh->nslots; i++) {
+        if (sh->slots[i].pid && sh->slots[i].nsubs
+            && sh->slots[i].cursor < min)
+        {
+            min = sh->slots[i].cursor;
+        }
+    }
+
+    while (!ngx_queue_empty(&sh->log)) {
+        q = ngx_queue_head(&sh->log);
+        ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
+
+        if (ev->id.seq > min) {
+            break;
+        }
+
+        ngx_queue_remove(&ev->log);
+        ev->in_log = 0;
+
+        if (!ev->in_history) {
+            ngx_http_sse_event_free_locked(ev);
+        }
+    }
+}
+
+
+u_char *
+ngx_http_sse_id_format(u_char *p, ngx_http_sse_id_t *id)
+{
+    return ngx_sprintf(p, "%uL-%uL", id->ms, id->seq);
+}
+
+
+ngx_int_t
+ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id)
+{
+    u_char    *dash, *last;
+    uint64_t   v[2];
+    ngx_uint_t i;
+
+    last = p + len;
+
+    dash = ngx_strlchr(p, last, '-');
+    if (dash == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 2; i++) {
+        /* 19 digits always fit in 64 bits */
+
+        if (p == dash || dash - p > 19) {
+            return NGX_ERROR;
+        }
+
+        v[i] = 0;
+
+        while (p < dash) {
+            if (*p < '0' || *p > '9') {
+                return NGX_ERROR;
+            }
+
+            v[i] = v[i] * 10 + (*p++ - '0');
+        }
+
+        p = dash + 1;
+        dash = last;
+    }
+
+    id->ms = v[0];
+    id->seq = v[1];
+
+    return NGX_OK;
+}
+
+
+/*
+ * The one publish entry point, for HTTP and Redis ingress alike: all of
+ * pub->events go to all of pub->targets, or nothing does.
+ */
+
+ngx_int_t
+ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
+{
+    u_char                  *p;
+    uint64_t                 now;
+    ngx_uint_t               i, k, n, failed;
+    ngx_http_sse_id_t        id;
+    ngx_http_sse_shctx_t    *sh;
+    ngx_http_sse_event_t    *ev, **evs;
+    ngx_http_sse_target_t   *t;
+    ngx_http_sse_channel_t  *chans[NGX_HTTP_SSE_MAX_CHANNELS];
+
+    if (ngx_http_sse_worker.hub == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh = ngx_http_sse_worker.hub->sh;
+    evs = pub->scratch;
+    now = ngx_http_sse_now();
+    failed = 0;
+    n = 0;
+
+    ngx_http_sse_hub_lock();
+
+    for (k = 0; k < pub->ntargets; k++) {
+        chans[k] = ngx_http_sse_channel_get_locked(&pub->targets[k].name, 1);
+
+        if (chans[k] == NULL) {
+            failed = 1;
+            break;
+        }
+    }
+
+    if (!failed) {
+        for (n = 0; n < pub->nevents * pub->ntargets; n++) {
+            evs[n] = ngx_http_sse_alloc_locked(
+                          offsetof(ngx_http_sse_event_t, data)
+                          + NGX_HTTP_SSE_ID_LINE_LEN
+                          + pub->events[n / pub->ntargets].len);
+
+            if (evs[n] == NULL) {
+                failed = 1;
+                break;
+            }
+        }
+    }
+
+    if (failed) {
+        while (n) {
+            ngx_slab_free_locked(ngx_http_sse_worker.hub->shpool, evs[--n]);
+        }
+
+        while (k) {
+            ngx_http_sse_channel_put_locked(chans[--k]);
+        }
+
+        ngx_http_sse_hub_unlock();
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "sse: zone \"%V\" has no room for %ui event(s)",
+                      &ngx_http_sse_worker.hub->shm_zone->shm.name,
+                      pub->nevents * pub->ntargets);
+
+        return NGX_DECLINED;
+    }
+
+    /* room for all of it: now give ids and link, in order */
+
+    id.ms = ngx_max(now, sh->last_id.ms);
+    id.seq = sh->last_id.seq;
+
+    for (n = 0; n < pub->nevents * pub->ntargets; n++) {
+        i = n / pub->ntargets;
+        k = n % pub->ntargets;
+
+        id.seq++;
+
+        ev = evs[n];
+        ev->channel = chans[k];
+        ev->id = id;
+        ev->control = 0;
+
+        p = ngx_sprintf(ev->data, "id: %uL-%uL\n", id.ms, id.seq);
+        p = ngx_cpymem(p, pub->events[i].data, pub->events[i].len);
+        ev->len = p - ev->data;
+
+        chans[k]->refs++;
+        chans[k]->last_id = id;
+
+        ngx_queue_insert_tail(&sh->log, &ev->log);
+        ev->in_log = 1;
+
+        ngx_queue_insert_tail(&chans[k]->history, &ev->chan);
+        ngx_queue_insert_tail(&sh->history, &ev->all);
+        ev->in_history = 1;
+        chans[k]->nevents++;
+        sh->kept++;
+    }
+
+    sh->last_id = id;
+    sh->published += pub->nevents * pub->ntargets;
+
+    for (k = 0; k < pub->ntargets; k++) {
+        t = &pub->targets[k];
+
+        chans[k]->history_max = pub->history;
+        chans[k]->history_ttl = pub->history_ttl;
+
+        while (chans[k]->nevents > pub->history) {
+            ev = ngx_queue_data(ngx_queue_head(&chans[k]->history),
+                                ngx_http_sse_event_t, chan);
+            ngx_http_sse_history_remove_locked(ev);
+            sh->evicted++;
+        }
+
+        ngx_http_sse_expire_locked(chans[k], now);
+
+        t->last_id = chans[k]->last_id;
+        t->nsubs = chans[k]->nsubs;
+        t->found = 1;
+    }
+
+    for (k = 0; k < pub->ntargets; k++) {
+        ngx_http_sse_channel_put_locked(chans[k]);
+    }
+
+    ngx_http_sse_trim_log_locked();
+
+    ngx_http_sse_hub_unlock();
+
+    ngx_http_sse_wake_workers();
+    ngx_http_sse_deliver();
+
+    return NGX_OK;
+}
+
+
+/* GET and DELETE of a channel on the publish endpoint */
+
+ngx_int_t
+ngx_http_sse_hub_lookup(ngx_http_sse_target_t *t, ngx_uint_t del)
+{
+    ngx_queue_t             *q;
+    ngx_http_sse_shctx_t    *sh;
+    ngx_http_sse_event_t    *ev;
+    ngx_http_sse_channel_t  *ch;
+
+    if (ngx_http_sse_worker.hub == NULL) {
+        return NGX_ERROR;
+    }
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    ngx_http_sse_hub_lock();
+
+    ch = ngx_http_sse_channel_get_locked(&t->name, 0);
+
+    if (ch == NULL) {
+        ngx_http_sse_hub_unlock();
+        t->found = 0;
+        return NGX_OK;
+    }
+
+    ngx_http_sse_expire_locked(ch, ngx_http_sse_now());
+
+    t->found = (ch->nevents || ch->nsubs);
+    t->last_id = ch->last_id;
+    t->nevents = ch->nevents;
+    t->nsubs = ch->nsubs;
+
+    if (!del || !t->found) {
+        ngx_http_sse_channel_put_locked(ch);
+        ngx_http_sse_hub_unlock();
+        return NGX_OK;
+    }
+
+    while (!ngx_queue_empty(&ch->history)) {
+        q = ngx_queue_head(&ch->history);
+        ev = ngx_queue_data(q, ngx_http_sse_event_t, chan);
+        ngx_http_sse_history_remove_locked(ev);
+    }
+
+    if (ch->nsubs) {
+
+        /* a control entry in the log: each worker ends its streams */
+
+        ev = ngx_http_sse_alloc_locked(offsetof(ngx_http_sse_event_t, data));
+
+        if (ev == NULL) {
+            ngx_http_sse_channel_put_locked(ch);
+            ngx_http_sse_hub_unlock();
+
+            ngx_log_error(NGX_LOG_ERR, ngx_http_sse_worker.log, 0,
+                          "sse: no room to end the streams of \"%V\"",
+                          &t->name);
+            return NGX_DECLINED;
+        }
+
+        ev->channel = ch;
+        ev->control = 1;
+        ev->len = 0;
+        ev->id.ms = sh->last_id.ms;
+        ev->id.seq = ++sh->last_id.seq;
+        ev->in_history = 0;
+        ev->in_log = 1;
+        ch->refs++;
+
+        ngx_queue_insert_tail(&sh->log, &ev->log);
+    }
+
+    ngx_http_sse_channel_put_locked(ch);
+    ngx_http_sse_trim_log_locked();
+
+    ngx_http_sse_hub_unlock();
+
+    ngx_http_sse_wake_workers();
+    ngx_http_sse_deliver();
+
+    return NGX_OK;
+}
+
+
+/* waking the workers */
+
+static void
+ngx_http_sse_wake_workers(void)
+{
+    u_char                 buf[1];
+    ngx_uint_t             i;
+    socklen_t              len;
+    ngx_err_t              err;
+    ngx_http_sse_slot_t   *slot;
+    ngx_http_sse_shctx_t  *sh;
+    struct sockaddr_un     sun;
+
+    if (ngx_http_sse_worker.wake == NULL) {
+        return;
+    }
+
+    sh = ngx_http_sse_worker.hub->sh;
+    buf[0] = 'w';
+
+    for (i = 0; i < sh->nslots; i++) {
+        slot = &sh->slots[i];
+
+        if (slot->pid == 0 || slot->pid == ngx_pid || slot->nsubs == 0) {
+            continue;
+        }
+
+        /* one datagram in flight per worker is enough */
+
+        if (!ngx_atomic_cmp_set(&slot->wake, 0, 1)) {
+            continue;
+        }
+
+        ngx_memzero(&sun, sizeof(struct sockaddr_un));
+        sun.sun_family = AF_UNIX;
+        len = offsetof(struct sockaddr_un, sun_path) + 1
+              + ngx_sprintf((u_char *) sun.sun_path + 1, "ngx_http_sse/%P",
+                            slot->pid)
+                - (u_char *) sun.sun_path - 1;
+
+        if (sendto(ngx_http_sse_worker.wake->fd, buf, 1, 0,
+                   (struct sockaddr *) &sun, len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+
+            if (err == NGX_EAGAIN) {
+                /* its queue is full, so it has wake-ups to read */
+                continue;
+            }
+
+            slot->wake = 0;
+
+            ngx_log_error(NGX_LOG_ERR, ngx_http_sse_worker.log, err,
+                          "sse: waking worker %P failed", slot->pid);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_sse_wake_open(ngx_cycle_t *cycle)
+{
+    socklen_t            len;
+    ngx_socket_t         s;
+    ngx_connection_t    *c;
+    struct sockaddr_un   sun;
+
+    s = socket(AF_UNIX, SOCK_DGRAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      "sse: socket() for wake-ups failed");
+        return NGX_ERROR;
+    }
+
+    /* an abstract address: nothing on disk, gone when the worker is */
+
+    ngx_memzero(&sun, sizeof(struct sockaddr_un));
+    sun.sun_family = AF_UNIX;
+    len = offsetof(struct sockaddr_un, sun_path) + 1
+          + ngx_sprintf((u_char *) sun.sun_path + 1, "ngx_http_sse/%P", ngx_pid)
+            - (u_char *) sun.sun_path - 1;
+
+    if (bind(s, (struct sockaddr *) &sun, len) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      "sse: bind() of the wake-up socket failed");
+        ngx_close_socket(s);
+        return NGX_ERROR;
+    }
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        ngx_close_socket(s);
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(s, cycle->log);
+    if (c == NULL) {
+        ngx_close_socket(s);
+        return NGX_ERROR;
+    }
+
+    c->read->handler = ngx_http_sse_wake_handler;
+    c->read->log = cycle->log;
+    c->write->log = cycle->log;
+    c->data = &ngx_http_sse_worker;
+
+    /* on quit, ngx_close_idle_connections() calls us with c->close set */
+    c->idle = 1;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_close_connection(c);
+        return NGX_ERROR;
+    }
+
+    ngx_http_sse_worker.wake = c;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sse_wake_handler(ngx_event_t *rev)
+{
+    u_char             buf[64];
+    ssize_t            n;
+    ngx_err_t          err;
+    ngx_connection_t  *c;
+
+    c = rev->data;
+
+    if (c->close) {
+        ngx_log_error(NGX_LOG_INFO, rev->log, 0,
+                      "sse: worker is exiting, ending its streams");
+        ngx_http_sse_end_all();
+        return;
+    }
+
+    for ( ;; ) {
+        n = recv(c->fd, buf, sizeof(buf), 0);
+
+        if (n >= 0) {
+            continue;
+        }
+
+        err = ngx_socket_errno;
+
+        if (err == NGX_EINTR) {
+            continue;
+        }
+
+        if (err != NGX_EAGAIN) {
+            ngx_log_error(NGX_LOG_ALERT, rev->log, err,
+                          "sse: recv() on the wake-up socket failed");
+        }
+
+        break;
+    }
+
+    rev->ready = 0;
+
+    if (ngx_http_sse_worker.slot) {
+        /* cleared before the log is read: a later publish wakes us again */
+        ngx_http_sse_worker.slot->wake = 0;
+        ngx_memory_barrier();
+    }
+
+    ngx_http_sse_deliver();
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, rev->log, 0,
+                      "sse: cannot watch the wake-up socket");
+    }
+}
+
+
+/*
+ * Once a second: drop expired history, and read the log in case a wake-up
+ * was lost; delivery itself never waits for this.
+ */
+
+static void
+ngx_http_sse_housekeeping_handler(ngx_event_t *ev)
+{
+    uint64_t                 now;
+    ngx_queue_t             *q;
+    ngx_http_sse_shctx_t    *sh;
+    ngx_http_sse_event_t    *e;
+    ngx_http_sse_channel_t  *ch;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        ngx_http_sse_end_all();
+        return;
+    }
+
+    sh = ngx_http_sse_worker.hub->sh;
+    now = ngx_http_sse_now();
+
+    ngx_http_sse_hub_lock();
+
+    while (!ngx_queue_empty(&sh->history)) {
+        q = ngx_queue_head(&sh->history);
+        e = ngx_queue_data(q, ngx_http_sse_event_t, all);
+        ch = e->channel;
+
+        if (ch->history_ttl == 0 || e->id.ms + ch->history_ttl > now) {
+            break;
+        }
+
+        ngx_http_sse_history_remove_locked(e);
+        sh->evicted++;
+    }
+
+    ngx_http_sse_hub_unlock();
+
+    ngx_http_sse_deliver();
+
+    ngx_add_timer(ev, 1000);
+}
+
+
+/* reading the log: one copy per worker per event */
+
+static void
+ngx_http_sse_deliver(void)
+{
+    ngx_http_sse_worker_t  *w;
+
+    w = &ngx_http_sse_worker;
+
+    if (w->slot == NULL || w->slot->nsubs == 0
+        || w->slot->cursor == w->hub->sh->last_id.seq)
+    {
+        return;
+    }
+
+    ngx_http_sse_hub_lock();
+    ngx_http_sse_collect_locked();
+    ngx_http_sse_hub_unlock();
+
+    ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+}
+
+
+static void
+ngx_http_sse_collect_locked(void)
+{
+    ngx_queue_t              *q;
+    ngx_http_sse_msg_t       *msg;
+    ngx_http_sse_slot_t      *slot;
+    ngx_http_sse_lchan_t     *lc;
+    ngx_http_sse_shctx_t     *sh;
+    ngx_http_sse_event_t     *ev;
+    ngx_http_sse_worker_t    *w;
+    ngx_http_sse_delivery_t  *d;
+
+    w = &ngx_http_sse_worker;
+    sh = w->hub->sh;
+    slot = w->slot;
+
+    w->deliveries->nelts = 0;
+
+    if (slot->cursor == sh->last_id.seq) {
+        return;
+    }
+
+    /* the unread part is at the tail */
+
+    for (q = ngx_queue_last(&sh->log);
+         q != ngx_queue_sentinel(&sh->log);
+         q = ngx_queue_prev(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
+
+        if (ev->id.seq <= slot->cursor) {
+            break;
+        }
+    }
+
+    for (q = ngx_queue_next(q);
+         q != ngx_queue_sentinel(&sh->log);
+         q = ngx_queue_next(q))
+    {
+        ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
+
+        lc = ngx_http_sse_lchan_lookup(ev->channel);
+        if (lc == NULL) {
+            continue;
+        }
+
+        msg = NULL;
+
+        if (!ev->control) {
+            msg = ngx_alloc(offsetof(ngx_http_sse_msg_t, data) + ev->len,
+                            w->log);
+            if (msg == NULL) {
+                /* the subscribers would miss it: end them, they resume */
+                msg = NULL;
+
+            } else {
+                msg->refs = 1;
+                msg->len = ev->len;
+                ngx_memcpy(msg->data, ev->data, ev->len);
+            }
+        }
+
+        d = ngx_array_push(w->deliveries);
+        if (d == NULL) {
+            if (msg) {
+                ngx_free(msg);
+            }
+
+            break;
+        }
+
+        d->msg = msg;
+        d->lchan = lc;
+    }
+
+    slot->cursor = sh->last_id.seq;
+
+    ngx_http_sse_trim_log_locked();
+}
+
+
+void
+ngx_http_sse_msg_release(ngx_http_sse_msg_t *msg)
+{
+    if (--msg->refs == 0) {
+        ngx_free(msg);
+    }
+}
+
+
+/* the worker's own channels */
+
+static ngx_http_sse_lchan_t *
+ngx_http_sse_lchan_lookup(ngx_http_sse_channel_t *ch)
+{
+    ngx_rbtree_key_t    key;
+    ngx_rbtree_node_t  *node, *sentinel;
+
+    key = (ngx_rbtree_key_t) ch;
+    node = ngx_http_sse_worker.lchans.root;
+    sentinel = ngx_http_sse_worker.lchans.sentinel;
+
+    while (node != sentinel) {
+        if (key == node->key) {
+            return (ngx_http_sse_lchan_t *) node;
+        }
+
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_sse_lchan_put_locked(ngx_http_sse_lchan_t *lc)
+{
+    if (lc->n) {
+        return;
+    }
+
+    ngx_queue_remove(&lc->wchan->chan_q);
+    ngx_queue_remove(&lc->wchan->slot_q);
+    ngx_slab_free_locked(ngx_http_sse_worker.hub->shpool, lc->wchan);
+    ngx_http_sse_channel_put_locked(lc->channel);
+
+    ngx_rbtree_delete(&ngx_http_sse_worker.lchans, &lc->node);
+    ngx_free(lc);
+}
+
+
+/*
+ * A new subscriber: the worker first reads the log up to its end, so that
+ * what the subscriber is owed splits exactly into the kept events up to
+ * that point (its replay) and everything after (live).
+ */
+
+ngx_int_t
+ngx_http_sse_hub_subscribe(ngx_http_sse_subscribe_t *s, ngx_log_t *log)
+{
+    uint64_t                 now;
+    ngx_int_t                rc;
+    ngx_uint_t               i, k;
+    ngx_http_sse_shctx_t    *sh;
+    ngx_http_sse_lchan_t    *lc;
+    ngx_http_sse_wchan_t    *wc;
+    ngx_http_sse_worker_t   *w;
+    ngx_http_sse_channel_t  *chans[NGX_HTTP_SSE_MAX_CHANNELS];
+
+    w = &ngx_http_sse_worker;
+
+    if (w->slot == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "sse: this worker has no hub slot");
+        return NGX_ERROR;
+    }
+
+    sh = w->hub->sh;
+    now = ngx_http_sse_now();
+    rc = NGX_OK;
+    s->replay = NULL;
+
+    ngx_memzero(s->lchans, s->n * sizeof(ngx_http_sse_lchan_t *));
+
+    ngx_http_sse_hub_lock();
+
+    ngx_http_sse_collect_locked();
+
+    for (k = 0; k < s->n; k++) {
+        chans[k] = ngx_http_sse_channel_get_locked(&s->names[k], 1);
+
+        if (chans[k] == NULL) {
+            rc = NGX_DECLINED;
+            goto failed;
+        }
+
+        if (s->max_subscribers && chans[k]->nsubs >= s->max_subscribers) {
+            k++;
+            rc = NGX_BUSY;
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < s->n; i++) {
+        lc = ngx_http_sse_lchan_lookup(chans[i]);
+
+        if (lc == NULL) {
+            lc = ngx_alloc(sizeof(ngx_http_sse_lchan_t), log);
+            if (lc == NULL) {
+                rc = NGX_ERROR;
+                goto failed;
+            }
+
+            wc = ngx_http_sse_alloc_locked(sizeof(ngx_http_sse_wchan_t));
+            if (wc == NULL) {
+                ngx_free(lc);
+                rc = NGX_DECLINED;
+                goto failed;
+            }
+
+            wc->channel = chans[i];
+            wc->nsubs = 0;
+            chans[i]->refs++;
+            ngx_queue_insert_tail(&chans[i]->wchans, &wc->chan_q);
+            ngx_queue_insert_tail(&w->slot->wchans, &wc->slot_q);
+
+            lc->node.key = (ngx_rbtree_key_t) chans[i];
+            lc->channel = chans[i];
+            lc->wchan = wc;
+            lc->n = 0;
+            ngx_queue_init(&lc->links);
+
+            ngx_rbtree_insert(&w->lchans, &lc->node);
+        }
+
+        s->lchans[i] = lc;
+    }
+
+    if (s->resume) {
+        s->replay = ngx_http_sse_replay_locked(chans, s->n, &s->last_id, now);
+
+        if (s->replay == (ngx_http_sse_msg_t *) NGX_ERROR) {
+            s->replay = NULL;
+            rc = NGX_ERROR;
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < s->n; i++) {
+        lc = s->lchans[i];
+        lc->n++;
+        lc->wchan->nsubs++;
+        chans[i]->nsubs++;
+        ngx_http_sse_channel_put_locked(chans[i]);
+    }
+
+    w->slot->nsubs++;
+    sh->subscribers++;
+
+    ngx_http_sse_hub_unlock();
+
+    /* events read above go to the subscribers that were already here */
+    ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+
+    return NGX_OK;
+
+failed:
+
+    for (i = 0; i < s->n; i++) {
+        if (s->lchans[i]) {
+            ngx_http_sse_lchan_put_locked(s->lchans[i]);
+            s->lchans[i] = NULL;
+        }
+    }
+
+    while (k) {
+        ngx_http_sse_channel_put_locked(chans[--k]);
+    }
+
+    ngx_http_sse_hub_unlock();
+
+    ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+
+    return rc;
+}
+
+
+void
+ngx_http_sse_hub_unsubscribe(ngx_http_sse_lchan_t **lchans, ngx_uint_t n)
+{
+    ngx_uint_t              i;
+    ngx_http_sse_lchan_t   *lc;
+    ngx_http_sse_worker_t  *w;
+
+    w = &ngx_http_sse_worker;
+
+    if (w->slot == NULL) {
+        return;
+    }
+
+    ngx_http_sse_hub_lock();
+
+    for (i = 0; i < n; i++) {
+        lc = lchans[i];
+
+        lc->n--;
+        lc->wchan->nsubs--;
+        lc->channel->nsubs--;
+
+        ngx_http_sse_lchan_put_locked(lc);
+    }
+
+    w->slot->nsubs--;
+    w->hub->sh->subscribers--;
+
+    if (w->slot->nsubs == 0) {
+        ngx_http_sse_trim_log_locked();
+    }
+
+    ngx_http_sse_hub_unlock();
+}
+
+
+/*
+ * The kept events of up to 16 channels with ids after "after", merged in id
+ * order into one buffer; NULL when there are none.
+ */
+
+static ngx_http_sse_msg_t *
+ngx_http_sse_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
+    ngx_http_sse_id_t *after, uint64_t now)
+{
+    u_char                *p;
+    size_t                 size;
+    ngx_uint_t             i, best, pass;
+    ngx_queue_t           *q, *start[NGX_HTTP_SSE_MAX_CHANNELS],
+                          *cur[NGX_HTTP_SSE_MAX_CHANNELS];
+    ngx_http_sse_msg_t    *msg;
+    ngx_http_sse_event_t  *ev, *bev;
+
+    for (i = 0; i < n; i++) {
+
+        ngx_http_sse_expire_locked(chans[i], now);
+
+        /* walk back from the newest to the first one after "after" */
+
+        for (q = ngx_queue_last(&chans[i]->history);
+             q != ngx_queue_sentinel(&chans[i]->history);
+             q = ngx_queue_prev(q))
+        {
+            ev = ngx_queue_data(q, ngx_http_sse_event_t, chan);
+
+            if (!ngx_http_sse_id_gt(&ev->id, after)) {
+                break;
+            }
+        }
+
+        start[i] = ngx_queue_next(q);
+    }
+
+    msg = NULL;
+    size = 0;
+    p = NULL;
+
+    /* the first pass sizes, the second copies */
+
+    for (pass = 0; pass < 2; pass++) {
+
+        ngx_memcpy(cur, start, n * sizeof(ngx_queue_t *));
+
+        for ( ;; ) {
+            bev = NULL;
+            best = 0;
+
+            for (i = 0; i < n; i++) {
+                if (cur[i] == ngx_queue_sentinel(&chans[i]->history)) {
+                    continue;
+                }
+
+                ev = ngx_queue_data(cur[i], ngx_http_sse_event_t, chan);
+
+                if (bev == NULL || ev->id.seq < bev->id.seq) {
+                    bev = ev;
+                    best = i;
+                }
+            }
+
+            if (bev == NULL) {
+                break;
+            }
+
+            cur[best] = ngx_queue_next(cur[best]);
+
+            if (pass == 0) {
+                size += bev->len;
+
+            } else {
+                p = ngx_cpymem(p, bev->data, bev->len);
+            }
+        }
+
+        if (pass == 0) {
+            if (size == 0) {
+                return NULL;
+            }
+
+            msg = ngx_alloc(offsetof(ngx_http_sse_msg_t, data) + size,
+                            ngx_http_sse_worker.log);
+            if (msg == NULL) {
+                return (ngx_http_sse_msg_t *) NGX_ERROR;
+            }
+
+            msg->refs = 1;
+            msg->len = size;
+            p = msg->data;
+        }
+    }
+
+    return msg;
+}
+
+
+void
+ngx_http_sse_hub_stats(ngx_http_sse_stats_t *st)
+{
+    ngx_uint_t             i;
+    ngx_slab_pool_t       *shpool;
+    ngx_http_sse_shctx_t  *sh;
+
+    ngx_memzero(st, sizeof(ngx_http_sse_stats_t));
+
+    if (ngx_http_sse_worker.hub == NULL) {
+        return;
+    }
+
+    sh = ngx_http_sse_worker.hub->sh;
+    shpool = ngx_http_sse_worker.hub->shpool;
+
+    ngx_http_sse_hub_lock();
+
+    st->subscribers = sh->subscribers;
+    st->channels = sh->channels;
+    st->kept = sh->kept;
+    st->published = sh->published;
+    st->evicted = sh->evicted;
+
+    for (i = 0; i < sh->nslots; i++) {
+        if (sh->slots[i].pid) {
+            st->workers++;
+        }
+    }
+
+    st->bytes_total = shpool->end - (u_char *) shpool;
+    st->bytes_used = st->bytes_total - shpool->pfree * ngx_pagesize;
+
+    ngx_http_sse_hub_unlock();
+
+    st->delivered = sh->delivered;
+    st->slow_closed = sh->slow_closed;
+}
+
+
+void
+ngx_http_sse_hub_count_slow(void)
+{
+    if (ngx_http_sse_worker.hub) {
+        (void) ngx_atomic_fetch_add(&ngx_http_sse_worker.hub->sh->slow_closed,
+                                    1);
+    }
+}
+
+
+void
+ngx_http_sse_hub_count_delivered(ngx_uint_t n)
+{
+    if (ngx_http_sse_worker.hub && n) {
+        (void) ngx_atomic_fetch_add(&ngx_http_sse_worker.hub->sh->delivered,
+                                    n);
+    }
+}
