@@ -38,15 +38,19 @@ typedef struct {
 } ngx_http_sse_loc_conf_t;
 
 
+/* a buf of a subscriber's output, in a free list when not in use */
+
 typedef struct {
     ngx_chain_t                     cl;
     ngx_buf_t                       buf;
     ngx_http_sse_msg_t             *msg;
+    u_char                          tmp[NGX_SIZE_T_LEN + 2];
 } ngx_http_sse_out_t;
 
 
 struct ngx_http_sse_sub_s {
-    ngx_http_request_t             *r;
+    ngx_connection_t               *c;
+    ngx_http_request_t             *r;          /* NULL in raw mode */
     ngx_http_sse_loc_conf_t        *slcf;
     ngx_queue_t                     queue;      /* this worker's streams */
     ngx_queue_t                     dirty;
@@ -55,14 +59,18 @@ struct ngx_http_sse_sub_s {
     ngx_chain_t                    *busy;       /* handed on, not sent */
     ngx_chain_t                    *busy_tail;
     size_t                          busy_size;
-    ngx_event_t                     heartbeat;
+    ngx_event_t                     ev;         /* takeover, heartbeat */
     ngx_msec_t                      last_write;
+    ngx_msec_t                      send_timeout;
     ngx_uint_t                      nlinks;
     ngx_http_sse_link_t            *links;
     ngx_http_sse_lchan_t          **lchans;
     unsigned                        attached:1;
     unsigned                        is_dirty:1;
     unsigned                        ending:1;
+    unsigned                        raw:1;
+    unsigned                        chunked:1;
+    unsigned                        closing:1;
 };
 
 
@@ -77,12 +85,19 @@ static ngx_int_t ngx_http_sse_send_retry_only(ngx_http_request_t *r,
     ngx_http_sse_loc_conf_t *slcf);
 static ngx_int_t ngx_http_sse_last_id(ngx_http_request_t *r,
     ngx_http_sse_id_t *id);
+static void ngx_http_sse_takeover(ngx_event_t *ev);
 static void ngx_http_sse_sub_cleanup(void *data);
+static void ngx_http_sse_sub_free(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub);
+static ngx_chain_t *ngx_http_sse_sub_queue(ngx_http_sse_sub_t *sub);
+static size_t ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub);
 static ngx_int_t ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_sub_close(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_end(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_write_handler(ngx_http_request_t *r);
+static void ngx_http_sse_raw_write_handler(ngx_event_t *wev);
+static void ngx_http_sse_raw_read_handler(ngx_event_t *rev);
 static void ngx_http_sse_heartbeat_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub,
     u_char *data, size_t len, ngx_http_sse_msg_t *msg);
@@ -270,19 +285,31 @@ static ngx_http_sse_out_t  *ngx_http_sse_free_outs;
 static ngx_uint_t           ngx_http_sse_nfree_outs;
 
 
-/* subscribing */
+/*
+ * Subscribing.
+ *
+ * A stream starts as an ordinary request: the headers, the retry line and
+ * the replay go through the filters.  On HTTP/1.x with no content coding
+ * the request is then freed and the stream keeps only its connection and a
+ * small subscriber ("raw" mode): events are written with c->send_chain(),
+ * framed as chunks here when the response is chunked.  HTTP/2 and gzip
+ * streams stay requests and write through ngx_http_output_filter().
+ */
 
 static ngx_int_t
 ngx_http_sse_stream_handler(ngx_http_request_t *r)
 {
+    size_t                     size;
     const char                *err;
     ngx_int_t                  rc;
     ngx_uint_t                 i, n;
     ngx_str_t                  names[NGX_HTTP_SSE_MAX_CHANNELS];
+    ngx_connection_t          *c;
     ngx_pool_cleanup_t        *cln;
     ngx_http_sse_sub_t        *sub;
     ngx_http_sse_link_t       *link;
     ngx_http_sse_loc_conf_t   *slcf;
+    ngx_http_core_loc_conf_t  *clcf;
     ngx_http_sse_subscribe_t   s;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -294,6 +321,7 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    c = r->connection;
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
 
     rc = ngx_http_sse_channels(r, slcf->stream, names, &n, &err);
@@ -317,39 +345,44 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (r->header_only) {
+    if (r->method == NGX_HTTP_HEAD) {
         return ngx_http_send_header(r);
     }
 
-    sub = ngx_pcalloc(r->pool, sizeof(ngx_http_sse_sub_t));
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ngx_exiting) {
+        /* a worker on its way out: the client is told to come back */
+        return ngx_http_sse_send_retry_only(r, slcf);
     }
 
-    sub->r = r;
-    sub->slcf = slcf;
-    sub->nlinks = n;
+    size = sizeof(ngx_http_sse_sub_t)
+           + n * (sizeof(ngx_http_sse_link_t) + sizeof(ngx_http_sse_lchan_t *));
 
-    sub->links = ngx_palloc(r->pool, n * sizeof(ngx_http_sse_link_t));
-    sub->lchans = ngx_palloc(r->pool, n * sizeof(ngx_http_sse_lchan_t *));
-    if (sub->links == NULL || sub->lchans == NULL) {
+    sub = ngx_calloc(size, c->log);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
+        ngx_free(sub);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cln->handler = ngx_http_sse_sub_cleanup;
     cln->data = sub;
 
-    ngx_http_set_ctx(r, sub, ngx_http_sse_module);
+    sub->c = c;
+    sub->r = r;
+    sub->slcf = slcf;
+    sub->nlinks = n;
+    sub->links = (ngx_http_sse_link_t *) (sub + 1);
+    sub->lchans = (ngx_http_sse_lchan_t **) (sub->links + n);
 
-    if (ngx_exiting) {
-        /* a worker on its way out: the client is told to come back */
-        return ngx_http_sse_send_retry_only(r, slcf);
-    }
+    sub->ev.data = sub;
+    sub->ev.log = c->log;
+    sub->ev.cancelable = 1;
+
+    ngx_http_set_ctx(r, sub, ngx_http_sse_module);
 
     ngx_memzero(&s, sizeof(ngx_http_sse_subscribe_t));
 
@@ -359,7 +392,7 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
     s.lchans = sub->lchans;
     s.resume = (ngx_http_sse_last_id(r, &s.last_id) == NGX_OK);
 
-    rc = ngx_http_sse_hub_subscribe(&s, r->connection->log);
+    rc = ngx_http_sse_hub_subscribe(&s, c->log);
 
     switch (rc) {
 
@@ -388,14 +421,20 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
     ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
     sub->attached = 1;
 
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->http_version <= NGX_HTTP_VERSION_11 && clcf->tcp_nodelay) {
+        /* small events must not wait for the previous one's ACK */
+        if (ngx_tcp_nodelay(c) != NGX_OK) {
+            rc = NGX_ERROR;
+            goto failed;
+        }
+    }
+
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK) {
-        if (s.replay) {
-            ngx_http_sse_msg_release(s.replay);
-        }
-
-        return rc;
+        goto failed;
     }
 
     rc = NGX_OK;
@@ -412,6 +451,7 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         }
 
         ngx_http_sse_msg_release(s.replay);
+        s.replay = NULL;
     }
 
     if (rc != NGX_OK) {
@@ -430,21 +470,37 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (slcf->heartbeat) {
-        sub->heartbeat.handler = ngx_http_sse_heartbeat_handler;
-        sub->heartbeat.data = sub;
-        sub->heartbeat.log = r->connection->log;
-        sub->heartbeat.cancelable = 1;
-
-        ngx_add_timer(&sub->heartbeat, slcf->heartbeat);
-    }
-
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_sse_write_handler;
+
+    if (r->http_version <= NGX_HTTP_VERSION_11
+        && r == r->main
+        && r->headers_out.content_encoding == NULL
+#if (NGX_HTTP_V2)
+        && r->stream == NULL
+#endif
+       )
+    {
+        /* after this request has been finalized below */
+        sub->ev.handler = ngx_http_sse_takeover;
+        ngx_post_event(&sub->ev, &ngx_posted_events);
+
+    } else if (slcf->heartbeat) {
+        sub->ev.handler = ngx_http_sse_heartbeat_handler;
+        ngx_add_timer(&sub->ev, slcf->heartbeat);
+    }
 
     r->main->count++;
 
     return NGX_DONE;
+
+failed:
+
+    if (s.replay) {
+        ngx_http_sse_msg_release(s.replay);
+    }
+
+    return rc;
 }
 
 
@@ -526,16 +582,122 @@ ngx_http_sse_last_id(ngx_http_request_t *r, ngx_http_sse_id_t *id)
 }
 
 
+/*
+ * The request is done with: free it, keep the connection.  The access log
+ * line is written now, as for any request that ends.
+ */
+
+static void
+ngx_http_sse_takeover(ngx_event_t *ev)
+{
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl;
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_sse_sub_t        *sub;
+    ngx_http_connection_t     *hc;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    sub = ev->data;
+    r = sub->r;
+    c = sub->c;
+
+    ev->handler = ngx_http_sse_heartbeat_handler;
+
+    if (r->main->count != 1 || r->out || r->postponed || r->blocked
+        || c->buffered || c->error)
+    {
+        /* something still holds the request: it stays one */
+
+        if (sub->slcf->heartbeat) {
+            ngx_add_timer(ev, sub->slcf->heartbeat);
+        }
+
+        return;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    sub->send_timeout = clcf->send_timeout;
+    sub->chunked = r->chunked;
+    sub->raw = 1;
+    sub->r = NULL;
+
+    hc = r->http_connection;
+
+    r->keepalive = 0;
+    ngx_http_free_request(r, 0);
+
+    c->destroyed = 0;
+    c->data = sub;
+
+    /* as for an idle keepalive connection: the header buffers go */
+
+    b = c->buffer;
+
+    if (b && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        c->buffer = NULL;
+    }
+
+    for (cl = hc->busy; cl; cl = cl->next) {
+        ngx_pfree(c->pool, cl->buf->start);
+    }
+
+    for (cl = hc->free; cl; cl = cl->next) {
+        ngx_pfree(c->pool, cl->buf->start);
+    }
+
+    hc->busy = NULL;
+    hc->free = NULL;
+    hc->nbusy = 0;
+
+    c->log->action = "streaming events";
+
+    c->read->handler = ngx_http_sse_raw_read_handler;
+    c->write->handler = ngx_http_sse_raw_write_handler;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (sub->slcf->heartbeat) {
+        ngx_add_timer(ev, sub->slcf->heartbeat);
+    }
+
+    /* whatever the client sent meanwhile, or its close, is seen now */
+    ngx_http_sse_raw_read_handler(c->read);
+}
+
+
+/* the request is freed: in raw mode the subscriber lives on without it */
+
 static void
 ngx_http_sse_sub_cleanup(void *data)
 {
     ngx_http_sse_sub_t  *sub = data;
 
+    if (sub->raw) {
+        return;
+    }
+
+    ngx_http_sse_sub_free(sub);
+}
+
+
+static void
+ngx_http_sse_sub_free(ngx_http_sse_sub_t *sub)
+{
     ngx_chain_t  *cl, *next;
 
     ngx_http_sse_sub_detach(sub);
 
-    /* the filters are done with these bufs now */
+    if (sub->closing) {
+        ngx_queue_remove(&sub->queue);
+    }
 
     for (cl = sub->busy; cl; cl = next) {
         next = cl->next;
@@ -547,8 +709,7 @@ ngx_http_sse_sub_cleanup(void *data)
         ngx_http_sse_out_free(cl);
     }
 
-    sub->busy = NULL;
-    sub->out = NULL;
+    ngx_free(sub);
 }
 
 
@@ -559,8 +720,12 @@ ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub)
 {
     ngx_uint_t  i;
 
-    if (sub->heartbeat.timer_set) {
-        ngx_del_timer(&sub->heartbeat);
+    if (sub->ev.timer_set) {
+        ngx_del_timer(&sub->ev);
+    }
+
+    if (sub->ev.posted) {
+        ngx_delete_posted_event(&sub->ev);
     }
 
     if (sub->is_dirty) {
@@ -597,13 +762,19 @@ ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub, u_char *data, size_t len,
         ngx_http_sse_nfree_outs--;
 
     } else {
-        o = ngx_alloc(sizeof(ngx_http_sse_out_t), sub->r->connection->log);
+        o = ngx_alloc(sizeof(ngx_http_sse_out_t), sub->c->log);
         if (o == NULL) {
             return NGX_ERROR;
         }
     }
 
     ngx_memzero(&o->buf, sizeof(ngx_buf_t));
+
+    if (data == NULL) {
+        /* a chunk header, kept in the node itself */
+        data = o->tmp;
+        len = ngx_sprintf(o->tmp, "%xz" CRLF, len) - o->tmp;
+    }
 
     o->buf.start = data;
     o->buf.pos = data;
@@ -658,47 +829,82 @@ ngx_http_sse_out_free(ngx_chain_t *cl)
 
 
 /*
- * Hands everything queued to the filters in one call, so a subscriber's
- * pending events leave in one writev(); NGX_DECLINED: too slow.
+ * Moves what was queued to the busy chain, framed as one chunk in raw mode,
+ * and returns it: a subscriber's pending events leave in one writev().
  */
 
-static ngx_int_t
-ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
+static ngx_chain_t *
+ngx_http_sse_sub_queue(ngx_http_sse_sub_t *sub)
 {
-    size_t                     pending;
-    ngx_int_t                  rc;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *in, *cl;
-    ngx_connection_t          *c;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
+    size_t        size;
+    ngx_chain_t  *in, *cl, *tail;
 
-    r = sub->r;
-    c = r->connection;
     in = sub->out;
 
-    if (in) {
-        sub->out_tail->buf->flush = 1;
-
-        for (cl = in; cl; cl = cl->next) {
-            sub->busy_size += cl->buf->last - cl->buf->start;
-        }
-
-        if (sub->busy) {
-            sub->busy_tail->next = in;
-
-        } else {
-            sub->busy = in;
-        }
-
-        sub->busy_tail = sub->out_tail;
-        sub->out = NULL;
-        sub->out_tail = NULL;
-
-        sub->last_write = ngx_current_msec;
+    if (in == NULL) {
+        return NULL;
     }
 
-    rc = ngx_http_output_filter(r, in);
+    size = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        size += cl->buf->last - cl->buf->pos;
+    }
+
+    if (sub->raw && sub->chunked && size) {
+        cl = sub->out;
+        tail = sub->out_tail;
+        sub->out = NULL;
+
+        if (ngx_http_sse_sub_append(sub, NULL, size, NULL) != NGX_OK) {
+            sub->out = cl;
+            sub->out_tail = tail;
+            return NGX_CHAIN_ERROR;
+        }
+
+        sub->out->next = cl;
+        sub->out_tail = tail;
+
+        if (ngx_http_sse_sub_append(sub, (u_char *) CRLF, 2, NULL)
+            != NGX_OK)
+        {
+            return NGX_CHAIN_ERROR;
+        }
+
+        in = sub->out;
+    }
+
+    sub->out_tail->buf->flush = 1;
+
+    for (cl = in; cl; cl = cl->next) {
+        sub->busy_size += cl->buf->last - cl->buf->start;
+    }
+
+    if (sub->busy) {
+        sub->busy_tail->next = in;
+
+    } else {
+        sub->busy = in;
+    }
+
+    sub->busy_tail = sub->out_tail;
+    sub->out = NULL;
+    sub->out_tail = NULL;
+
+    sub->last_write = ngx_current_msec;
+
+    return in;
+}
+
+
+/* returns what the subscriber still owes, having freed what was sent */
+
+static size_t
+ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub)
+{
+    size_t        pending;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
     while (sub->busy) {
         b = sub->busy->buf;
@@ -714,14 +920,54 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
         ngx_http_sse_out_free(cl);
     }
 
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
-
     pending = sub->busy_size;
 
     if (sub->busy) {
         pending -= sub->busy->buf->pos - sub->busy->buf->start;
+    }
+
+    return pending;
+}
+
+
+/* NGX_DECLINED: the subscriber is too slow */
+
+static ngx_int_t
+ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
+{
+    size_t                     pending;
+    ngx_int_t                  rc;
+    ngx_chain_t               *in, *cl;
+    ngx_connection_t          *c;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    c = sub->c;
+
+    in = ngx_http_sse_sub_queue(sub);
+    if (in == NGX_CHAIN_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (sub->raw) {
+        rc = NGX_OK;
+
+        if (sub->busy && c->write->ready) {
+            cl = c->send_chain(c, sub->busy, 0);
+
+            if (cl == NGX_CHAIN_ERROR) {
+                c->error = 1;
+                rc = NGX_ERROR;
+            }
+        }
+
+    } else {
+        rc = ngx_http_output_filter(sub->r, in);
+    }
+
+    pending = ngx_http_sse_sub_reap(sub);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
     }
 
     if (pending > sub->slcf->max_pending) {
@@ -732,10 +978,16 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
         return NGX_DECLINED;
     }
 
-    if (c->buffered) {
-        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    if (pending || c->buffered) {
+        if (sub->raw) {
+            rc = ngx_handle_write_event(c->write, 0);
 
-        if (ngx_handle_write_event(c->write, clcf->send_lowat) != NGX_OK) {
+        } else {
+            clcf = ngx_http_get_module_loc_conf(sub->r, ngx_http_core_module);
+            rc = ngx_handle_write_event(c->write, clcf->send_lowat);
+        }
+
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -744,12 +996,13 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
 }
 
 
+/* writes what is queued; may free the subscriber */
+
 static void
 ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub)
 {
     if (ngx_http_sse_sub_flush(sub) != NGX_OK) {
-        ngx_http_sse_sub_detach(sub);
-        ngx_http_finalize_request(sub->r, NGX_ERROR);
+        ngx_http_sse_sub_close(sub);
         return;
     }
 
@@ -759,26 +1012,80 @@ ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub)
 }
 
 
+static void
+ngx_http_sse_sub_close(ngx_http_sse_sub_t *sub)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (sub->raw) {
+        c = sub->c;
+        ngx_http_sse_sub_free(sub);
+        ngx_http_close_connection(c);
+        return;
+    }
+
+    r = sub->r;
+
+    ngx_http_sse_sub_detach(sub);
+    ngx_http_finalize_request(r, NGX_ERROR);
+}
+
+
 /* ends a stream cleanly: what was queued, then the end of the response */
 
 static void
 ngx_http_sse_sub_end(ngx_http_sse_sub_t *sub)
 {
     ngx_int_t            rc;
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
-
-    r = sub->r;
 
     ngx_http_sse_sub_detach(sub);
 
-    rc = ngx_http_send_special(r, NGX_HTTP_LAST);
+    if (!sub->raw) {
+        r = sub->r;
 
-    if (ngx_exiting && (rc == NGX_AGAIN || r->connection->buffered)) {
-        /* a client that does not read must not hold an exiting worker */
-        rc = NGX_ERROR;
+        rc = ngx_http_send_special(r, NGX_HTTP_LAST);
+
+        if (ngx_exiting && (rc == NGX_AGAIN || r->connection->buffered)) {
+            /* a client that does not read must not hold an exiting worker */
+            rc = NGX_ERROR;
+        }
+
+        ngx_http_finalize_request(r, rc);
+        return;
     }
 
-    ngx_http_finalize_request(r, rc);
+    c = sub->c;
+
+    if (sub->chunked) {
+
+        /* the last chunk goes after the pending ones, not framed itself */
+
+        if (ngx_http_sse_sub_queue(sub) == NGX_CHAIN_ERROR
+            || ngx_http_sse_sub_append(sub, (u_char *) "0" CRLF CRLF, 5, NULL)
+               != NGX_OK)
+        {
+            ngx_http_sse_sub_close(sub);
+            return;
+        }
+
+        sub->chunked = 0;
+    }
+
+    /* the terminator is not counted against sse_max_pending */
+    rc = ngx_http_sse_sub_flush(sub);
+
+    if (rc == NGX_ERROR || sub->busy == NULL || ngx_exiting) {
+        ngx_http_sse_sub_close(sub);
+        return;
+    }
+
+    sub->closing = 1;
+    ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
+
+    ngx_add_timer(c->write, sub->send_timeout);
 }
 
 
@@ -806,42 +1113,101 @@ ngx_http_sse_write_handler(ngx_http_request_t *r)
 
 
 static void
+ngx_http_sse_raw_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t    *c;
+    ngx_http_sse_sub_t  *sub;
+
+    c = wev->data;
+    sub = c->data;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "sse: client timed out");
+        c->timedout = 1;
+        ngx_http_sse_sub_close(sub);
+        return;
+    }
+
+    if (sub->closing) {
+        if (ngx_http_sse_sub_flush(sub) == NGX_ERROR || sub->busy == NULL) {
+            ngx_http_sse_sub_close(sub);
+        }
+
+        return;
+    }
+
+    ngx_http_sse_sub_write(sub);
+}
+
+
+static void
+ngx_http_sse_raw_read_handler(ngx_event_t *rev)
+{
+    u_char               buf[64];
+    ssize_t              n;
+    ngx_connection_t    *c;
+    ngx_http_sse_sub_t  *sub;
+
+    c = rev->data;
+    sub = c->data;
+
+    /* a subscriber has nothing more to say; reading only sees it leave */
+
+    do {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == 0 || n == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "sse: client closed the stream");
+            ngx_http_sse_sub_close(sub);
+            return;
+        }
+
+    } while (n > 0);
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_sse_sub_close(sub);
+    }
+}
+
+
+static void
 ngx_http_sse_heartbeat_handler(ngx_event_t *ev)
 {
+    ngx_uint_t           raw;
     ngx_msec_t           elapsed, interval;
     ngx_connection_t    *c;
     ngx_http_sse_sub_t  *sub;
 
     sub = ev->data;
-    c = sub->r->connection;
+    c = sub->c;
+    raw = sub->raw;
     interval = sub->slcf->heartbeat;
 
     elapsed = ngx_current_msec - sub->last_write;
 
-    if (elapsed >= interval) {
-        if (ngx_http_sse_sub_append(sub, ngx_http_sse_heartbeat_line,
-                                    sizeof(ngx_http_sse_heartbeat_line) - 1,
-                                    NULL)
-            != NGX_OK)
-        {
-            ngx_http_sse_sub_detach(sub);
-            ngx_http_finalize_request(sub->r, NGX_ERROR);
-            ngx_http_run_posted_requests(c);
-            return;
-        }
-
-        ngx_http_sse_sub_write(sub);
-
-        /* a stream ended above is freed by the posted requests */
-        if (sub->attached) {
-            ngx_add_timer(ev, interval);
-        }
-
-        ngx_http_run_posted_requests(c);
+    if (elapsed < interval) {
+        ngx_add_timer(ev, interval - elapsed);
         return;
     }
 
-    ngx_add_timer(ev, interval - elapsed);
+    /* set first: the write may free the subscriber, and the timer with it */
+    ngx_add_timer(ev, interval);
+
+    if (ngx_http_sse_sub_append(sub, ngx_http_sse_heartbeat_line,
+                                sizeof(ngx_http_sse_heartbeat_line) - 1, NULL)
+        != NGX_OK)
+    {
+        ngx_http_sse_sub_close(sub);
+
+    } else {
+        ngx_http_sse_sub_write(sub);
+    }
+
+    if (!raw) {
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -854,7 +1220,7 @@ ngx_http_sse_heartbeat_handler(ngx_event_t *ev)
 void
 ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
 {
-    ngx_uint_t            i, count;
+    ngx_uint_t            i, count, raw;
     ngx_queue_t          *q;
     ngx_connection_t     *c;
     ngx_http_sse_sub_t   *sub;
@@ -908,10 +1274,14 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
         sub = ngx_queue_data(q, ngx_http_sse_sub_t, dirty);
         sub->is_dirty = 0;
 
-        c = sub->r->connection;
+        c = sub->c;
+        raw = sub->raw;
 
         ngx_http_sse_sub_write(sub);
-        ngx_http_run_posted_requests(c);
+
+        if (!raw) {
+            ngx_http_run_posted_requests(c);
+        }
     }
 }
 
@@ -921,6 +1291,7 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
 void
 ngx_http_sse_end_all(void)
 {
+    ngx_uint_t           raw;
     ngx_queue_t         *q;
     ngx_connection_t    *c;
     ngx_http_sse_sub_t  *sub;
@@ -929,12 +1300,20 @@ ngx_http_sse_end_all(void)
         q = ngx_queue_head(&ngx_http_sse_subs);
         sub = ngx_queue_data(q, ngx_http_sse_sub_t, queue);
 
-        c = sub->r->connection;
+        c = sub->c;
+        raw = sub->raw;
+
+        if (sub->closing) {
+            ngx_http_sse_sub_close(sub);
+            continue;
+        }
 
         sub->ending = 1;
         ngx_http_sse_sub_write(sub);
 
-        ngx_http_run_posted_requests(c);
+        if (!raw) {
+            ngx_http_run_posted_requests(c);
+        }
     }
 }
 
