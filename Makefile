@@ -1,0 +1,222 @@
+# ngx_http_sse_module: build, run, test.
+#
+#   make            build build/modules/ngx_http_sse_module.so against Debian's nginx
+#   make deps       install whatever of the tool chain is missing
+#   make test       deps + build, then prove t/ (not -r: t/node_modules is not ours)
+#   make run        deps + build, then the demo on http://127.0.0.1:8080/
+#   make stop       stop that demo
+#   make bench      the benchmark (bench/)
+#   make clean      remove build/
+#
+#   make NGINX_SRC=/path/to/nginx      build (and test, run) against an
+#                                      upstream nginx source tree instead
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+MODULE      := ngx_http_sse_module
+NGINX_SRC   ?=
+
+# Debian packages the build, the tests, the demo and the benchmark need.
+# gcc, libc6-dev and curl are not pulled in by the others with
+# --no-install-recommends.
+DEB_PACKAGES := nginx nginx-dev libhiredis-dev redis-server libnginx-mod-nchan \
+                wrk valgrind nodejs npm gcc libc6-dev make perl curl
+
+# Every input of the module: a change to any of them rebuilds the .so.
+MODULE_SOURCES := $(wildcard $(CURDIR)/*.c $(CURDIR)/*.h)
+MODULE_CONFIG  := $(CURDIR)/config
+
+ifeq ($(strip $(NGINX_SRC)),)
+  SRC_DIR     := build/nginx-src
+  MOD_DIR     := build/modules
+  NGX_TARGETS := modules
+  NGINX_BIN   ?= /usr/sbin/nginx
+else
+  NGINX_SRC_ABS := $(abspath $(NGINX_SRC))
+  SRC_DIR     := build/upstream-src
+  MOD_DIR     := build/modules-upstream
+  # a module built against another nginx only loads into that nginx, so
+  # the binary is built too: tests and the demo run with it
+  NGX_TARGETS := binary modules
+  NGINX_BIN   ?= $(CURDIR)/$(SRC_DIR)/objs/nginx
+  UPSTREAM_CONF_FLAGS ?= --with-compat --with-http_v2_module
+endif
+
+SO      := $(MOD_DIR)/$(MODULE).so
+RUN_DIR := $(CURDIR)/build/run
+
+# for the tests (t/lib reads these)
+export SSE_MODULE := $(CURDIR)/$(SO)
+export NGINX_BIN
+
+.DEFAULT_GOAL := build
+# deps must finish before build starts, even under make -j (nginx's own
+# make, below, still runs in parallel when -j is given)
+.NOTPARALLEL:
+.PHONY: build deps test run stop bench clean FORCE
+
+build: $(SO)
+
+# ---------------------------------------------------------------- deps
+
+deps:
+	@missing=(); \
+	for p in $(DEB_PACKAGES); do \
+	    case "$$(dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null)" in \
+	        "install ok installed") ;; \
+	        *) missing+=("$$p") ;; \
+	    esac; \
+	done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	    provided=" $$(dpkg-query -W -f='$${db:Status-Abbrev}|$${Provides}\n' 2>/dev/null \
+	        | awk -F'|' '$$1 ~ /^ii/ { print $$2 }' \
+	        | sed 's/([^)]*)//g' | tr ',' '\n' | tr -d ' ' | sort -u | tr '\n' ' ')"; \
+	    left=(); \
+	    for p in "$${missing[@]}"; do \
+	        case "$$provided" in *" $$p "*) ;; *) left+=("$$p") ;; esac; \
+	    done; \
+	    missing=("$${left[@]}"); \
+	fi; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	    sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	    echo "deps: installing $${missing[*]}"; \
+	    $$sudo apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q \
+	        --no-install-recommends "$${missing[@]}" || exit 1; \
+	fi
+	@if [ -f t/package.json ] && { [ ! -d t/node_modules ] \
+	        || [ t/package.json -nt t/node_modules ] \
+	        || { [ -f t/package-lock.json ] && [ t/package-lock.json -nt t/node_modules ]; }; }; then \
+	    echo "deps: npm install --prefix t"; \
+	    npm install --prefix t --no-audit --no-fund && touch t/node_modules; \
+	fi
+
+# --------------------------------------------------------------- build
+
+# When config or the .c/.h files are missing, say so instead of
+# "No rule to make target".
+$(MODULE_CONFIG):
+	@echo "error: $@ is missing (the module's nginx config file)" >&2; exit 1
+
+ifeq ($(strip $(NGINX_SRC)),)
+
+# Debian's copy of the nginx source it was built from, configured with the
+# same flags (conf_flags), so the module loads into /usr/sbin/nginx.
+$(SRC_DIR)/configure:
+	@test -d /usr/share/nginx/src || { echo "error: /usr/share/nginx/src is missing: run make deps (package nginx-dev)" >&2; exit 1; }
+	rm -rf $(SRC_DIR) $(SRC_DIR).tmp
+	mkdir -p build
+	cp -a /usr/share/nginx/src $(SRC_DIR).tmp
+	mv $(SRC_DIR).tmp $(SRC_DIR)
+
+# CFLAGS is unset because nginx's configure drops its own warning flags
+# (-W -Wall -Wpointer-arith -Werror) when CFLAGS is set in the environment.
+$(SRC_DIR)/objs/Makefile: $(MODULE_CONFIG) $(SRC_DIR)/configure
+	cd $(SRC_DIR) && rm -f objs/Makefile && \
+	    env -u CFLAGS bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR)' \
+	    > configure.log 2>&1 || { tail -n 30 configure.log; rm -f objs/Makefile; exit 1; }
+	@grep -q -- '-Werror' $@ || { \
+	    echo "nginx's configure did not add -Werror: adding --with-cc-opt=-Werror"; \
+	    cd $(SRC_DIR) && rm -f objs/Makefile && \
+	    env -u CFLAGS bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt=-Werror --add-dynamic-module=$(CURDIR)' \
+	    > configure.log 2>&1 || { tail -n 30 configure.log; rm -f objs/Makefile; exit 1; }; }
+	@echo "configured $(SRC_DIR) (log: $(SRC_DIR)/configure.log)"
+
+else
+
+# An upstream tree: from git it has auto/configure, a release tarball has
+# ./configure.  It is copied (without .git) so the tree itself stays clean;
+# the copy is redone when NGINX_SRC names another tree.
+build/.upstream-src-path: FORCE
+	@mkdir -p build
+	@echo '$(NGINX_SRC_ABS)' | cmp -s - $@ || echo '$(NGINX_SRC_ABS)' > $@
+
+$(SRC_DIR)/.copied: build/.upstream-src-path
+	@test -f '$(NGINX_SRC_ABS)/src/core/nginx.h' || { echo "error: NGINX_SRC=$(NGINX_SRC) is not an nginx source tree" >&2; exit 1; }
+	rm -rf $(SRC_DIR) $(SRC_DIR).tmp
+	mkdir -p $(SRC_DIR).tmp
+	tar -C '$(NGINX_SRC_ABS)' --exclude=.git --exclude=./objs --exclude=./Makefile -cf - . | tar -C $(SRC_DIR).tmp -xf -
+	mv $(SRC_DIR).tmp $(SRC_DIR)
+	touch $@
+
+$(SRC_DIR)/objs/Makefile: $(MODULE_CONFIG) $(SRC_DIR)/.copied
+	cd $(SRC_DIR) && rm -f objs/Makefile && \
+	    if [ -f auto/configure ]; then conf=auto/configure; else conf=configure; fi && \
+	    env -u CFLAGS bash "./$$conf" $(UPSTREAM_CONF_FLAGS) --add-dynamic-module=$(CURDIR) \
+	    > configure.log 2>&1 || { tail -n 30 configure.log; rm -f objs/Makefile; exit 1; }
+	@grep -q -- '-Werror' $@ || { \
+	    echo "nginx's configure did not add -Werror: adding --with-cc-opt=-Werror"; \
+	    cd $(SRC_DIR) && rm -f objs/Makefile && \
+	    if [ -f auto/configure ]; then conf=auto/configure; else conf=configure; fi && \
+	    env -u CFLAGS bash "./$$conf" $(UPSTREAM_CONF_FLAGS) --with-cc-opt=-Werror --add-dynamic-module=$(CURDIR) \
+	    > configure.log 2>&1 || { tail -n 30 configure.log; rm -f objs/Makefile; exit 1; }; }
+	@echo "configured $(SRC_DIR) against $(NGINX_SRC_ABS) (log: $(SRC_DIR)/configure.log)"
+
+endif
+
+$(SO): $(SRC_DIR)/objs/Makefile $(MODULE_CONFIG) $(MODULE_SOURCES)
+	$(MAKE) -C $(SRC_DIR) -f objs/Makefile $(NGX_TARGETS)
+	@mkdir -p $(MOD_DIR)
+	cp $(SRC_DIR)/objs/$(MODULE).so $@.tmp
+	mv $@.tmp $@
+	@echo "built $(SO)"
+
+# ---------------------------------------------------------------- test
+
+test: deps build
+	prove t/
+
+# ----------------------------------------------------------------- run
+
+run: deps build
+	@mkdir -p $(RUN_DIR)/logs $(RUN_DIR)/tmp
+	sed -e 's|@MODULE@|$(CURDIR)/$(SO)|g' \
+	    -e 's|@DIR@|$(RUN_DIR)|g' \
+	    -e 's|@HTML@|$(CURDIR)/conf-examples/demo|g' \
+	    conf-examples/demo.conf > $(RUN_DIR)/nginx.conf
+	@$(MAKE) --no-print-directory stop >/dev/null
+	@$(NGINX_BIN) -p $(RUN_DIR) -c $(RUN_DIR)/nginx.conf -t -q || exit 1
+	@$(NGINX_BIN) -p $(RUN_DIR) -c $(RUN_DIR)/nginx.conf || { \
+	    echo "nginx did not start; see $(RUN_DIR)/logs/error.log" >&2; exit 1; }
+	@echo
+	@echo "The demo is running (nginx -p build/run -c build/run/nginx.conf, pid $$(cat $(RUN_DIR)/nginx.pid))."
+	@echo
+	@echo "  demo page    http://127.0.0.1:8080/"
+	@echo "  subscribe    curl -N http://127.0.0.1:8080/events/news"
+	@echo "  publish      curl -d 'hello' http://127.0.0.1:8080/publish/news"
+	@echo "               curl --data-binary @file.txt 'http://127.0.0.1:8080/publish/news?event=update'"
+	@echo "  status       curl http://127.0.0.1:8080/status"
+	@echo "               curl 'http://127.0.0.1:8080/status?format=prometheus'"
+	@echo "  logs         build/run/logs/error.log, build/run/logs/access.log"
+	@echo "  stop         make stop"
+
+stop:
+	@pidfile=$(RUN_DIR)/nginx.pid; \
+	pid=$$(cat "$$pidfile" 2>/dev/null) || { echo "no demo nginx running"; exit 0; }; \
+	if [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null \
+	        && grep -q nginx "/proc/$$pid/cmdline" 2>/dev/null; then \
+	    kill -TERM "$$pid"; \
+	    for i in $$(seq 50); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.1; done; \
+	    if kill -0 "$$pid" 2>/dev/null; then \
+	        echo "demo nginx $$pid did not stop within 5s" >&2; exit 1; \
+	    fi; \
+	    echo "stopped demo nginx $$pid"; \
+	else \
+	    echo "no demo nginx running"; \
+	fi; \
+	rm -f "$$pidfile"
+
+# --------------------------------------------------------------- bench
+
+bench:
+	@if [ -f bench/Makefile ]; then \
+	    $(MAKE) -C bench; \
+	else \
+	    echo "The benchmark is not there yet (no bench/Makefile)." >&2; exit 1; \
+	fi
+
+# --------------------------------------------------------------- clean
+
+clean:
+	rm -rf build
