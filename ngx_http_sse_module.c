@@ -44,6 +44,7 @@ typedef struct {
     ngx_chain_t                     cl;
     ngx_buf_t                       buf;
     ngx_http_sse_msg_t             *msg;
+    size_t                          owed;       /* counts for max_pending */
     u_char                          tmp[NGX_SIZE_T_LEN + 2];
 } ngx_http_sse_out_t;
 
@@ -448,6 +449,14 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         if (rc == NGX_OK) {
             rc = ngx_http_sse_sub_append(sub, s.replay->data, s.replay->len,
                                          s.replay);
+
+            /*
+             * the replay is what the client asked for, however large;
+             * only live output it falls behind on counts as owed
+             */
+            if (rc == NGX_OK) {
+                ((ngx_http_sse_out_t *) sub->out_tail)->owed = 0;
+            }
         }
 
         ngx_http_sse_msg_release(s.replay);
@@ -787,6 +796,7 @@ ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub, u_char *data, size_t len,
     o->cl.next = NULL;
 
     o->msg = msg;
+    o->owed = len;
 
     if (msg) {
         msg->refs++;
@@ -877,7 +887,7 @@ ngx_http_sse_sub_queue(ngx_http_sse_sub_t *sub)
     sub->out_tail->buf->flush = 1;
 
     for (cl = in; cl; cl = cl->next) {
-        sub->busy_size += cl->buf->last - cl->buf->start;
+        sub->busy_size += ((ngx_http_sse_out_t *) cl)->owed;
     }
 
     if (sub->busy) {
@@ -902,9 +912,10 @@ ngx_http_sse_sub_queue(ngx_http_sse_sub_t *sub)
 static size_t
 ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub)
 {
-    size_t        pending;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    size_t               pending;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
+    ngx_http_sse_out_t  *o;
 
     while (sub->busy) {
         b = sub->busy->buf;
@@ -915,7 +926,7 @@ ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub)
 
         cl = sub->busy;
         sub->busy = cl->next;
-        sub->busy_size -= b->last - b->start;
+        sub->busy_size -= ((ngx_http_sse_out_t *) cl)->owed;
 
         ngx_http_sse_out_free(cl);
     }
@@ -923,7 +934,11 @@ ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub)
     pending = sub->busy_size;
 
     if (sub->busy) {
-        pending -= sub->busy->buf->pos - sub->busy->buf->start;
+        o = (ngx_http_sse_out_t *) sub->busy;
+
+        if (o->owed) {
+            pending -= o->buf.pos - o->buf.start;
+        }
     }
 
     return pending;
