@@ -102,6 +102,7 @@ for my $c (['/retry15/s3', 1500], ['/retry1m/s3', 60000]) {
 
 # --- HEAD: stream headers, no body, nothing subscribed
 {
+    ok($srv->wait_stat(subscribers => 0, 3), 'earlier streams are gone');
     my $before = $srv->status;
     my $s = $srv->sse_connect('/events/s5', method => 'HEAD');
     check_stream_headers($s, 'HEAD');

@@ -151,6 +151,7 @@ ok(ids_strictly_increasing(@e), 'ids increasing');
 # --- resume while a publisher is publishing
 {
     for my $i (1 .. 5) { $srv->publish('/pub/rc', "pre $i") }
+    my $pre = $srv->http('GET', '/pub/rc')->{json}{id};
     pipe(my $rd, my $wr) or die "pipe: $!";
     my $N = 300;
     my $pid = fork();
@@ -167,7 +168,6 @@ ok(ids_strictly_increasing(@e), 'ids increasing');
         POSIX::_exit(0);
     }
     close $wr;
-    my $pre = $srv->http('GET', '/pub/rc')->{json}{id};
     my @pub;           # ids published by the child, in order
     my @resumers;      # [stream, resume_id, index into @pub of the resume id or -1]
     my %thresholds = map { $_ => 1 } (1, 20, 60, 100, 150, 200, 250, 290);

@@ -82,6 +82,7 @@ for my $k (0, 3, 7, 13) {
     @got = $k->read_events(count => 1, timeout => 3);
     is($got[0]{id} // '', $r->{json}{id}, '16 channels: the 1st channel delivers');
     $k->close;
+    ok($srv->wait_stat(subscribers => 0, 3), 'no subscriber left');
 
     my $before = $srv->stat('subscribers');
     my $list17 = join ',', map { "j$_" } 1 .. 17;

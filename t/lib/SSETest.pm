@@ -217,6 +217,19 @@ END {
 
 sub _connect {
     my ($port, $timeout, %o) = @_;
+    if ($o{rcvbuf}) {
+        # the receive buffer must be set before connect() to shape the
+        # window TCP announces (and its scale factor)
+        my $s = IO::Socket::INET->new(Proto => 'tcp',
+            ($o{local_addr} ? (LocalAddr => $o{local_addr}) : ()))
+            or return undef;
+        setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', $o{rcvbuf}));
+        $s->connect(Socket::pack_sockaddr_in($port, Socket::inet_aton('127.0.0.1')))
+            or return undef;
+        binmode $s;
+        setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+        return $s;
+    }
     my $s = IO::Socket::INET->new(
         PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
         Timeout => $timeout // $DEFAULT_TIMEOUT,
@@ -873,14 +886,11 @@ sub _open {
         headers => {},
     }, $class;
     my $sock = SSETest::_connect($srv->{port}, $o{timeout} // $SSETest::DEFAULT_TIMEOUT,
-                                 local_addr => $o{local_addr});
+                                 local_addr => $o{local_addr}, rcvbuf => $o{rcvbuf});
     unless ($sock) {
         $self->{error} = "connect: $!";
         $self->{eof} = 1;
         return $self;
-    }
-    if ($o{rcvbuf}) {
-        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, pack('i', $o{rcvbuf}));
     }
     $self->{sock} = $sock;
     my %h = (Accept => 'text/event-stream', %{ $o{headers} || {} });
@@ -984,15 +994,18 @@ sub _decode {
         return;
     }
     if ($self->{chunked}) {
+        my $rb = \$self->{rbuf};
+        my $pos = 0;
+        my $len = length $$rb;
         while (!$self->{ended}) {
             if (!$self->{chunk_left}) {
-                my $nl = index($self->{rbuf}, "\r\n");
+                my $nl = index($$rb, "\r\n", $pos);
                 last if $nl < 0;
-                my $line = substr($self->{rbuf}, 0, $nl);
+                my $line = substr($$rb, $pos, $nl - $pos);
                 if ($self->{need_crlf}) {
                     # CRLF after a chunk's data
-                    $self->{protocol_error} = "missing CRLF after chunk" if $nl != 0;
-                    $self->{rbuf} = substr($self->{rbuf}, $nl + 2);
+                    $self->{protocol_error} = "missing CRLF after chunk" if $nl != $pos;
+                    $pos = $nl + 2;
                     $self->{need_crlf} = 0;
                     next;
                 }
@@ -1002,19 +1015,20 @@ sub _decode {
                     $self->{ended} = 1;
                     last;
                 }
-                $self->{rbuf} = substr($self->{rbuf}, $nl + 2);
+                $pos = $nl + 2;
                 my $n = hex $hex;
                 if ($n == 0) { $self->{ended} = 1; $self->{end_time} = time(); last }
                 $self->{chunk_left} = $n;
             }
-            my $take = length($self->{rbuf}) < $self->{chunk_left}
-                     ? length($self->{rbuf}) : $self->{chunk_left};
-            last if $take == 0;
-            $new .= substr($self->{rbuf}, 0, $take);
-            $self->{rbuf} = substr($self->{rbuf}, $take);
+            my $avail = $len - $pos;
+            my $take = $avail < $self->{chunk_left} ? $avail : $self->{chunk_left};
+            last if $take <= 0;
+            $new .= substr($$rb, $pos, $take);
+            $pos += $take;
             $self->{chunk_left} -= $take;
             $self->{need_crlf} = 1 if $self->{chunk_left} == 0;
         }
+        substr($$rb, 0, $pos, '') if $pos;
     } else {
         $new = $self->{rbuf};
         $self->{rbuf} = '';
@@ -1193,14 +1207,19 @@ sub take { my $p = shift; return splice @{ $p->{out} } }
 
 sub _lines {
     my ($p, $eof) = @_;
-    while (1) {
-        my $buf = \$p->{buf};
-        last unless $$buf =~ /[\r\n]/;
+    my $buf = \$p->{buf};
+    my $len = length $$buf;
+    my $pos = 0;
+    while ($pos < $len) {
+        pos($$buf) = $pos;
+        last unless $$buf =~ /\G([^\r\n]*)(\r\n|\n|\r)/g;
+        my ($line, $end) = ($1, $2);
         # a CR as the very last byte may be the first half of CRLF
-        if (!$eof && $$buf =~ /\A[^\r\n]*\r\z/) { last }
-        $$buf =~ s/\A([^\r\n]*)(?:\r\n|\n|\r)// or last;
-        $p->_line($1);
+        last if !$eof && $end eq "\r" && pos($$buf) == $len;
+        $pos = pos($$buf);
+        $p->_line($line);
     }
+    substr($$buf, 0, $pos, '') if $pos;
 }
 
 sub _line {
