@@ -26,6 +26,7 @@ typedef struct {
     ngx_rbtree_node_t               sentinel;
     ngx_array_t                    *deliveries;
     ngx_event_t                     housekeeping;
+    ngx_event_t                     deliver;
     ngx_log_t                      *log;
 } ngx_http_sse_worker_t;
 
@@ -44,6 +45,8 @@ static void ngx_http_sse_expire_locked(ngx_http_sse_channel_t *ch,
 static void ngx_http_sse_trim_log_locked(void);
 static void ngx_http_sse_collect_locked(void);
 static void ngx_http_sse_deliver(void);
+static void ngx_http_sse_deliver_later(void);
+static void ngx_http_sse_deliver_handler(ngx_event_t *ev);
 static void ngx_http_sse_slot_release_locked(ngx_http_sse_slot_t *slot);
 static void ngx_http_sse_wake_workers(void);
 static ngx_int_t ngx_http_sse_wake_open(ngx_cycle_t *cycle);
@@ -221,6 +224,10 @@ ngx_http_sse_hub_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
     w->housekeeping.data = w;
     w->housekeeping.cancelable = 1;
 
+    w->deliver.handler = ngx_http_sse_deliver_handler;
+    w->deliver.log = cycle->log;
+    w->deliver.data = w;
+
     ngx_add_timer(&w->housekeeping, 1000);
 
     return NGX_OK;
@@ -233,6 +240,10 @@ ngx_http_sse_hub_exit_worker(ngx_cycle_t *cycle)
     ngx_http_sse_worker_t  *w;
 
     w = &ngx_http_sse_worker;
+
+    if (w->deliver.posted) {
+        ngx_delete_posted_event(&w->deliver);
+    }
 
     if (w->wake) {
         ngx_close_connection(w->wake);
@@ -670,7 +681,7 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
     ngx_http_sse_hub_unlock();
 
     ngx_http_sse_wake_workers();
-    ngx_http_sse_deliver();
+    ngx_http_sse_deliver_later();
 
     return NGX_OK;
 }
@@ -755,7 +766,7 @@ ngx_http_sse_hub_lookup(ngx_http_sse_target_t *t, ngx_uint_t del)
     ngx_http_sse_hub_unlock();
 
     ngx_http_sse_wake_workers();
-    ngx_http_sse_deliver();
+    ngx_http_sse_deliver_later();
 
     return NGX_OK;
 }
@@ -1004,6 +1015,32 @@ ngx_http_sse_deliver(void)
     ngx_http_sse_hub_unlock();
 
     ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+}
+
+
+/*
+ * A publish in this worker answers its publisher first and writes to this
+ * worker's subscribers after the events of this loop iteration: publishes
+ * that arrive together leave together, one writev per subscriber.
+ */
+
+static void
+ngx_http_sse_deliver_later(void)
+{
+    ngx_http_sse_worker_t  *w;
+
+    w = &ngx_http_sse_worker;
+
+    if (w->slot && w->slot->nsubs && !w->deliver.posted) {
+        ngx_post_event(&w->deliver, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_sse_deliver_handler(ngx_event_t *ev)
+{
+    ngx_http_sse_deliver();
 }
 
 
