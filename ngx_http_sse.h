@@ -23,6 +23,9 @@
 #define NGX_HTTP_SSE_MAX_SLOTS      128
 #define NGX_HTTP_SSE_MAX_TYPE       64
 
+/* a channel's events are copied into blocks of at least this size */
+#define NGX_HTTP_SSE_BLOCK_SIZE     4000
+
 /* "id: " <ms> "-" <seq> "\n" */
 #define NGX_HTTP_SSE_ID_LEN         (NGX_INT64_LEN * 2 + 1)
 #define NGX_HTTP_SSE_ID_LINE_LEN    (sizeof("id: \n") - 1 + NGX_HTTP_SSE_ID_LEN)
@@ -113,38 +116,62 @@ typedef struct {
 } ngx_http_sse_hub_t;
 
 
-/* worker-local: one worker's view of a channel it has subscribers on */
+/* one worker's copy of events, shared by its subscribers' bufs */
 
 typedef struct {
+    ngx_uint_t                      refs;
+    u_char                         *pos;        /* the events */
+    size_t                          len;
+    size_t                          size;       /* room after pos */
+    u_char                          data[1];
+} ngx_http_sse_msg_t;
+
+
+/* worker-local: one worker's view of a channel it has subscribers on */
+
+typedef struct ngx_http_sse_lchan_s  ngx_http_sse_lchan_t;
+
+struct ngx_http_sse_lchan_s {
     ngx_rbtree_node_t               node;       /* key: channel address */
     ngx_http_sse_channel_t         *channel;
     ngx_http_sse_wchan_t           *wchan;
-    ngx_queue_t                     links;      /* ngx_http_sse_link_t */
+    ngx_queue_t                     links;      /* streams of this channel */
+    ngx_queue_t                     mlinks;     /* streams of several */
     ngx_uint_t                      n;
-} ngx_http_sse_lchan_t;
+
+    /*
+     * the channel's events, appended to one block until it is full, so
+     * that a stream's pending events stay one buf
+     */
+    ngx_http_sse_msg_t             *block;
+
+    /* what one read of the hub log brought for this channel */
+    ngx_http_sse_lchan_t           *round_next;
+    ngx_http_sse_msg_t             *round;      /* the block they are in */
+    u_char                         *round_pos;
+    size_t                          round_size;
+    ngx_uint_t                      round_events;
+    unsigned                        round_touched:1;
+    unsigned                        round_end:1;  /* then end the streams */
+};
 
 
 typedef struct ngx_http_sse_sub_s  ngx_http_sse_sub_t;
 
 typedef struct {
-    ngx_queue_t                     queue;      /* in lchan->links */
+    ngx_queue_t                     queue;      /* in lchan->(m)links */
     ngx_http_sse_sub_t             *sub;
     ngx_http_sse_lchan_t           *lchan;
 } ngx_http_sse_link_t;
 
 
-/* one worker's copy of an event, shared by its subscribers' bufs */
+/* one event of a read of the hub log, in id order */
 
 typedef struct {
-    ngx_uint_t                      refs;
-    size_t                          len;
-    u_char                          data[1];
-} ngx_http_sse_msg_t;
-
-
-typedef struct {
-    ngx_http_sse_msg_t             *msg;        /* NULL: end the streams */
     ngx_http_sse_lchan_t           *lchan;
+    ngx_http_sse_msg_t             *msg;        /* NULL: end the streams */
+    u_char                         *pos;        /* the event in msg */
+    size_t                          len;
 } ngx_http_sse_delivery_t;
 
 
@@ -207,6 +234,7 @@ ngx_int_t ngx_http_sse_hub_subscribe(ngx_http_sse_subscribe_t *s,
     ngx_log_t *log);
 void ngx_http_sse_hub_unsubscribe(ngx_http_sse_lchan_t **lchans,
     ngx_uint_t n);
+void ngx_http_sse_hub_read(void);
 void ngx_http_sse_hub_stats(ngx_http_sse_stats_t *st);
 void ngx_http_sse_hub_count_slow(void);
 void ngx_http_sse_hub_count_delivered(ngx_uint_t n);
@@ -216,7 +244,8 @@ u_char *ngx_http_sse_id_format(u_char *p, ngx_http_sse_id_t *id);
 ngx_int_t ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id);
 
 /* the module's side, called by the hub */
-void ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n);
+void ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
+    ngx_http_sse_lchan_t *touched);
 void ngx_http_sse_end_all(void);
 
 

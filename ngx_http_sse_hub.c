@@ -24,7 +24,10 @@ typedef struct {
     ngx_connection_t               *wake;
     ngx_rbtree_t                    lchans;
     ngx_rbtree_node_t               sentinel;
-    ngx_array_t                    *deliveries;
+    ngx_http_sse_delivery_t        *deliveries;
+    ngx_uint_t                      ndeliveries;
+    ngx_uint_t                      deliveries_size;
+    ngx_http_sse_lchan_t           *touched;
     ngx_event_t                     housekeeping;
     ngx_event_t                     deliver;
     ngx_log_t                      *log;
@@ -162,12 +165,6 @@ ngx_http_sse_hub_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
 
     ngx_rbtree_init(&w->lchans, &w->sentinel, ngx_rbtree_insert_value);
 
-    w->deliveries = ngx_array_create(cycle->pool, 64,
-                                     sizeof(ngx_http_sse_delivery_t));
-    if (w->deliveries == NULL) {
-        return NGX_ERROR;
-    }
-
     sh = hub->sh;
     slot = NULL;
 
@@ -243,6 +240,12 @@ ngx_http_sse_hub_exit_worker(ngx_cycle_t *cycle)
 
     if (w->deliver.posted) {
         ngx_delete_posted_event(&w->deliver);
+    }
+
+    if (w->deliveries) {
+        ngx_free(w->deliveries);
+        w->deliveries = NULL;
+        w->deliveries_size = 0;
     }
 
     if (w->wake) {
@@ -1014,7 +1017,14 @@ ngx_http_sse_deliver(void)
     ngx_http_sse_collect_locked();
     ngx_http_sse_hub_unlock();
 
-    ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+    ngx_http_sse_dispatch(w->deliveries, w->ndeliveries, w->touched);
+}
+
+
+void
+ngx_http_sse_hub_read(void)
+{
+    ngx_http_sse_deliver();
 }
 
 
@@ -1044,10 +1054,19 @@ ngx_http_sse_deliver_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * Reads the log past this worker's cursor.  Each channel's events are
+ * copied once, appended to the channel's block; the streams of several
+ * channels also get a list of the events in id order.
+ */
+
 static void
 ngx_http_sse_collect_locked(void)
 {
-    ngx_queue_t              *q;
+    u_char                   *p;
+    size_t                    n;
+    ngx_uint_t                nmulti;
+    ngx_queue_t              *q, *first;
     ngx_http_sse_msg_t       *msg;
     ngx_http_sse_slot_t      *slot;
     ngx_http_sse_lchan_t     *lc;
@@ -1060,7 +1079,8 @@ ngx_http_sse_collect_locked(void)
     sh = w->hub->sh;
     slot = w->slot;
 
-    w->deliveries->nelts = 0;
+    w->ndeliveries = 0;
+    w->touched = NULL;
 
     if (slot->cursor == sh->last_id.seq) {
         return;
@@ -1079,44 +1099,137 @@ ngx_http_sse_collect_locked(void)
         }
     }
 
-    for (q = ngx_queue_next(q);
-         q != ngx_queue_sentinel(&sh->log);
-         q = ngx_queue_next(q))
-    {
+    first = ngx_queue_next(q);
+
+    /* sizes; after a control entry (DELETE) a channel's streams end */
+
+    nmulti = 0;
+
+    for (q = first; q != ngx_queue_sentinel(&sh->log); q = ngx_queue_next(q)) {
         ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
 
         lc = ngx_http_sse_lchan_lookup(ev->channel);
-        if (lc == NULL) {
+
+        if (lc == NULL || lc->round_end) {
             continue;
         }
 
-        msg = NULL;
+        if (!lc->round_touched) {
+            lc->round_touched = 1;
+            lc->round_size = 0;
+            lc->round_events = 0;
+            lc->round = NULL;
+            lc->round_next = w->touched;
+            w->touched = lc;
+        }
 
-        if (!ev->control) {
-            msg = ngx_alloc(offsetof(ngx_http_sse_msg_t, data) + ev->len,
-                            w->log);
+        if (ev->control) {
+            lc->round_end = 1;
+            continue;
+        }
+
+        lc->round_size += ev->len;
+        lc->round_events++;
+
+        if (!ngx_queue_empty(&lc->mlinks)) {
+            nmulti++;
+        }
+    }
+
+    if (nmulti > w->deliveries_size) {
+        for (n = 64; n < nmulti; n *= 2) { /* void */ }
+
+        d = ngx_alloc(n * sizeof(ngx_http_sse_delivery_t), w->log);
+
+        if (d) {
+            if (w->deliveries) {
+                ngx_free(w->deliveries);
+            }
+
+            w->deliveries = d;
+            w->deliveries_size = n;
+        }
+    }
+
+    /* room in each channel's block, or a new block */
+
+    for (lc = w->touched; lc; lc = lc->round_next) {
+        lc->round_end = 0;
+        lc->round_events = 0;
+
+        if (lc->round_size == 0) {
+            continue;
+        }
+
+        if (!ngx_queue_empty(&lc->mlinks) && nmulti > w->deliveries_size) {
+            /* no list for the streams of several channels: all end */
+            continue;
+        }
+
+        msg = lc->block;
+
+        if (msg == NULL || msg->size - msg->len < lc->round_size) {
+            n = ngx_max(lc->round_size, NGX_HTTP_SSE_BLOCK_SIZE);
+
+            msg = ngx_alloc(offsetof(ngx_http_sse_msg_t, data) + n, w->log);
             if (msg == NULL) {
-                /* the subscribers would miss it: end them, they resume */
-                msg = NULL;
-
-            } else {
-                msg->refs = 1;
-                msg->len = ev->len;
-                ngx_memcpy(msg->data, ev->data, ev->len);
-            }
-        }
-
-        d = ngx_array_push(w->deliveries);
-        if (d == NULL) {
-            if (msg) {
-                ngx_free(msg);
+                continue;
             }
 
-            break;
+            msg->refs = 1;
+            msg->pos = msg->data;
+            msg->len = 0;
+            msg->size = n;
+
+            /* bufs of streams that still owe the old block keep it */
+
+            if (lc->block) {
+                ngx_http_sse_msg_release(lc->block);
+            }
+
+            lc->block = msg;
         }
 
-        d->msg = msg;
-        d->lchan = lc;
+        lc->round = msg;
+        lc->round_pos = msg->pos + msg->len;
+    }
+
+    /* copies: a channel without room ends its streams, they resume */
+
+    for (q = first; q != ngx_queue_sentinel(&sh->log); q = ngx_queue_next(q)) {
+        ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
+
+        lc = ngx_http_sse_lchan_lookup(ev->channel);
+
+        if (lc == NULL || lc->round_end) {
+            continue;
+        }
+
+        msg = lc->round;
+
+        if (ev->control || msg == NULL) {
+            lc->round_end = 1;
+            continue;
+        }
+
+        p = msg->pos + msg->len;
+        ngx_memcpy(p, ev->data, ev->len);
+        msg->len += ev->len;
+        lc->round_events++;
+
+        if (!ngx_queue_empty(&lc->mlinks)) {
+            d = &w->deliveries[w->ndeliveries++];
+            d->lchan = lc;
+            d->msg = msg;
+            d->pos = p;
+            d->len = ev->len;
+        }
+    }
+
+    for (lc = w->touched; lc; lc = lc->round_next) {
+        if (lc->round) {
+            lc->round_size = lc->round->pos + lc->round->len - lc->round_pos;
+        }
     }
 
     slot->cursor = sh->last_id.seq;
@@ -1169,6 +1282,10 @@ ngx_http_sse_lchan_put_locked(ngx_http_sse_lchan_t *lc)
     ngx_queue_remove(&lc->wchan->slot_q);
     ngx_slab_free_locked(ngx_http_sse_worker.hub->shpool, lc->wchan);
     ngx_http_sse_channel_put_locked(lc->channel);
+
+    if (lc->block) {
+        ngx_http_sse_msg_release(lc->block);
+    }
 
     ngx_rbtree_delete(&ngx_http_sse_worker.lchans, &lc->node);
     ngx_free(lc);
@@ -1255,6 +1372,12 @@ ngx_http_sse_hub_subscribe(ngx_http_sse_subscribe_t *s, ngx_log_t *log)
             lc->wchan = wc;
             lc->n = 0;
             ngx_queue_init(&lc->links);
+            ngx_queue_init(&lc->mlinks);
+            lc->block = NULL;
+            lc->round_next = NULL;
+            lc->round = NULL;
+            lc->round_touched = 0;
+            lc->round_end = 0;
 
             ngx_rbtree_insert(&w->lchans, &lc->node);
         }
@@ -1286,7 +1409,7 @@ ngx_http_sse_hub_subscribe(ngx_http_sse_subscribe_t *s, ngx_log_t *log)
     ngx_http_sse_hub_unlock();
 
     /* events read above go to the subscribers that were already here */
-    ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+    ngx_http_sse_dispatch(w->deliveries, w->ndeliveries, w->touched);
 
     return NGX_OK;
 
@@ -1305,7 +1428,7 @@ failed:
 
     ngx_http_sse_hub_unlock();
 
-    ngx_http_sse_dispatch(w->deliveries->elts, w->deliveries->nelts);
+    ngx_http_sse_dispatch(w->deliveries, w->ndeliveries, w->touched);
 
     return rc;
 }
@@ -1437,7 +1560,9 @@ ngx_http_sse_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
             }
 
             msg->refs = 1;
+            msg->pos = msg->data;
             msg->len = size;
+            msg->size = size;
             p = msg->data;
         }
     }

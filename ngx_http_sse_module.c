@@ -10,6 +10,7 @@
 
 #define NGX_HTTP_SSE_DEFAULT_ZONE_SIZE  (32 * 1024 * 1024)
 #define NGX_HTTP_SSE_FREE_OUTS          4096
+#define NGX_HTTP_SSE_WRITE_SLICE        256
 
 
 typedef struct {
@@ -45,6 +46,7 @@ typedef struct {
     ngx_buf_t                       buf;
     ngx_http_sse_msg_t             *msg;
     size_t                          owed;       /* counts for max_pending */
+    ngx_uint_t                      framed;     /* an HTTP/1.1 chunk */
     u_char                          tmp[NGX_SIZE_T_LEN + 2];
 } ngx_http_sse_out_t;
 
@@ -101,8 +103,12 @@ static void ngx_http_sse_raw_write_handler(ngx_event_t *wev);
 static void ngx_http_sse_raw_read_handler(ngx_event_t *rev);
 static void ngx_http_sse_heartbeat_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub,
-    u_char *data, size_t len, ngx_http_sse_msg_t *msg);
+    u_char *data, size_t len, ngx_http_sse_msg_t *msg, ngx_uint_t framed);
+static ngx_http_sse_out_t *ngx_http_sse_out_get(ngx_http_sse_sub_t *sub,
+    u_char *data, size_t len, ngx_http_sse_msg_t *msg, ngx_uint_t framed);
 static void ngx_http_sse_out_free(ngx_chain_t *cl);
+static void ngx_http_sse_sub_dirty(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_writer_handler(ngx_event_t *ev);
 
 static ngx_int_t ngx_http_sse_publish_handler(ngx_http_request_t *r);
 static void ngx_http_sse_publish_body(ngx_http_request_t *r);
@@ -277,6 +283,7 @@ static ngx_str_t  ngx_http_sse_prometheus =
 static ngx_str_t  ngx_http_sse_message = ngx_string("message");
 
 static u_char  ngx_http_sse_heartbeat_line[] = ": heartbeat\n\n";
+static u_char  ngx_http_sse_heartbeat_chunk[] = "d" CRLF ": heartbeat\n\n" CRLF;
 
 
 /* this worker's streams */
@@ -284,6 +291,7 @@ static ngx_queue_t          ngx_http_sse_subs;
 static ngx_queue_t          ngx_http_sse_dirty;
 static ngx_http_sse_out_t  *ngx_http_sse_free_outs;
 static ngx_uint_t           ngx_http_sse_nfree_outs;
+static ngx_event_t          ngx_http_sse_writer;
 
 
 /*
@@ -416,7 +424,9 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         link = &sub->links[i];
         link->sub = sub;
         link->lchan = sub->lchans[i];
-        ngx_queue_insert_tail(&link->lchan->links, &link->queue);
+        ngx_queue_insert_tail(n == 1 ? &link->lchan->links
+                                     : &link->lchan->mlinks,
+                              &link->queue);
     }
 
     ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
@@ -442,13 +452,13 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
 
     if (slcf->retry_line.len) {
         rc = ngx_http_sse_sub_append(sub, slcf->retry_line.data,
-                                     slcf->retry_line.len, NULL);
+                                     slcf->retry_line.len, NULL, 0);
     }
 
     if (s.replay) {
         if (rc == NGX_OK) {
-            rc = ngx_http_sse_sub_append(sub, s.replay->data, s.replay->len,
-                                         s.replay);
+            rc = ngx_http_sse_sub_append(sub, s.replay->pos, s.replay->len,
+                                         s.replay, 0);
 
             /*
              * the replay is what the client asked for, however large;
@@ -760,7 +770,45 @@ ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub)
 
 static ngx_int_t
 ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub, u_char *data, size_t len,
-    ngx_http_sse_msg_t *msg)
+    ngx_http_sse_msg_t *msg, ngx_uint_t framed)
+{
+    ngx_http_sse_out_t  *o;
+
+    if (sub->out && msg) {
+        o = (ngx_http_sse_out_t *) sub->out_tail;
+
+        if (o->msg == msg && o->buf.last == data && o->framed == framed) {
+            /* the next bytes of the same block: the buf grows */
+            o->buf.last += len;
+            o->buf.end = o->buf.last;
+            o->owed += len;
+            return NGX_OK;
+        }
+    }
+
+    o = ngx_http_sse_out_get(sub, data, len, msg, framed);
+    if (o == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (sub->out) {
+        sub->out_tail->next = &o->cl;
+
+    } else {
+        sub->out = &o->cl;
+    }
+
+    sub->out_tail = &o->cl;
+
+    return NGX_OK;
+}
+
+
+/* a buf of len bytes at data; data NULL: the header of a chunk of len */
+
+static ngx_http_sse_out_t *
+ngx_http_sse_out_get(ngx_http_sse_sub_t *sub, u_char *data, size_t len,
+    ngx_http_sse_msg_t *msg, ngx_uint_t framed)
 {
     ngx_http_sse_out_t  *o;
 
@@ -773,7 +821,7 @@ ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub, u_char *data, size_t len,
     } else {
         o = ngx_alloc(sizeof(ngx_http_sse_out_t), sub->c->log);
         if (o == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
     }
 
@@ -797,21 +845,13 @@ ngx_http_sse_sub_append(ngx_http_sse_sub_t *sub, u_char *data, size_t len,
 
     o->msg = msg;
     o->owed = len;
+    o->framed = framed;
 
     if (msg) {
         msg->refs++;
     }
 
-    if (sub->out) {
-        sub->out_tail->next = &o->cl;
-
-    } else {
-        sub->out = &o->cl;
-    }
-
-    sub->out_tail = &o->cl;
-
-    return NGX_OK;
+    return o;
 }
 
 
@@ -839,50 +879,79 @@ ngx_http_sse_out_free(ngx_chain_t *cl)
 
 
 /*
- * Moves what was queued to the busy chain, framed as one chunk in raw mode,
- * and returns it: a subscriber's pending events leave in one writev().
+ * Moves what was queued to the busy chain and returns it: a subscriber's
+ * pending events leave in one writev().  In raw chunked mode each run of
+ * bufs that are not chunks yet is framed as one chunk.
  */
 
 static ngx_chain_t *
 ngx_http_sse_sub_queue(ngx_http_sse_sub_t *sub)
 {
-    size_t        size;
-    ngx_chain_t  *in, *cl, *tail;
+    size_t               size;
+    ngx_chain_t         *in, *cl, **ll, *last, *tail;
+    ngx_http_sse_out_t  *head, *crlf;
 
-    in = sub->out;
-
-    if (in == NULL) {
+    if (sub->out == NULL) {
         return NULL;
     }
 
-    size = 0;
+    if (sub->raw && sub->chunked) {
+        ll = &sub->out;
+        tail = NULL;
 
-    for (cl = in; cl; cl = cl->next) {
-        size += cl->buf->last - cl->buf->pos;
-    }
+        while (*ll) {
+            if (((ngx_http_sse_out_t *) *ll)->framed) {
+                tail = *ll;
+                ll = &tail->next;
+                continue;
+            }
 
-    if (sub->raw && sub->chunked && size) {
-        cl = sub->out;
-        tail = sub->out_tail;
-        sub->out = NULL;
+            size = 0;
+            last = *ll;
 
-        if (ngx_http_sse_sub_append(sub, NULL, size, NULL) != NGX_OK) {
-            sub->out = cl;
-            sub->out_tail = tail;
-            return NGX_CHAIN_ERROR;
+            for (cl = *ll;
+                 cl && !((ngx_http_sse_out_t *) cl)->framed;
+                 cl = cl->next)
+            {
+                size += cl->buf->last - cl->buf->pos;
+                last = cl;
+            }
+
+            if (size == 0) {
+                tail = last;
+                ll = &last->next;
+                continue;
+            }
+
+            head = ngx_http_sse_out_get(sub, NULL, size, NULL, 1);
+            crlf = ngx_http_sse_out_get(sub, (u_char *) CRLF, 2, NULL, 1);
+
+            if (head == NULL || crlf == NULL) {
+                if (head) {
+                    ngx_http_sse_out_free(&head->cl);
+                }
+
+                if (crlf) {
+                    ngx_http_sse_out_free(&crlf->cl);
+                }
+
+                return NGX_CHAIN_ERROR;
+            }
+
+            head->cl.next = *ll;
+            *ll = &head->cl;
+
+            crlf->cl.next = last->next;
+            last->next = &crlf->cl;
+
+            tail = &crlf->cl;
+            ll = &tail->next;
         }
 
-        sub->out->next = cl;
         sub->out_tail = tail;
-
-        if (ngx_http_sse_sub_append(sub, (u_char *) CRLF, 2, NULL)
-            != NGX_OK)
-        {
-            return NGX_CHAIN_ERROR;
-        }
-
-        in = sub->out;
     }
+
+    in = sub->out;
 
     sub->out_tail->buf->flush = 1;
 
@@ -1079,7 +1148,8 @@ ngx_http_sse_sub_end(ngx_http_sse_sub_t *sub)
         /* the last chunk goes after the pending ones, not framed itself */
 
         if (ngx_http_sse_sub_queue(sub) == NGX_CHAIN_ERROR
-            || ngx_http_sse_sub_append(sub, (u_char *) "0" CRLF CRLF, 5, NULL)
+            || ngx_http_sse_sub_append(sub, (u_char *) "0" CRLF CRLF, 5, NULL,
+                                       1)
                != NGX_OK)
         {
             ngx_http_sse_sub_close(sub);
@@ -1190,6 +1260,7 @@ ngx_http_sse_raw_read_handler(ngx_event_t *rev)
 static void
 ngx_http_sse_heartbeat_handler(ngx_event_t *ev)
 {
+    ngx_int_t            rc;
     ngx_uint_t           raw;
     ngx_msec_t           elapsed, interval;
     ngx_connection_t    *c;
@@ -1210,10 +1281,18 @@ ngx_http_sse_heartbeat_handler(ngx_event_t *ev)
     /* set first: the write may free the subscriber, and the timer with it */
     ngx_add_timer(ev, interval);
 
-    if (ngx_http_sse_sub_append(sub, ngx_http_sse_heartbeat_line,
-                                sizeof(ngx_http_sse_heartbeat_line) - 1, NULL)
-        != NGX_OK)
-    {
+    if (raw && sub->chunked) {
+        rc = ngx_http_sse_sub_append(sub, ngx_http_sse_heartbeat_chunk,
+                                     sizeof(ngx_http_sse_heartbeat_chunk) - 1,
+                                     NULL, 1);
+
+    } else {
+        rc = ngx_http_sse_sub_append(sub, ngx_http_sse_heartbeat_line,
+                                     sizeof(ngx_http_sse_heartbeat_line) - 1,
+                                     NULL, 0);
+    }
+
+    if (rc != NGX_OK) {
         ngx_http_sse_sub_close(sub);
 
     } else {
@@ -1227,26 +1306,30 @@ ngx_http_sse_heartbeat_handler(ngx_event_t *ev)
 
 
 /*
- * Called by the hub with what this worker read from the log: first every
- * event is queued on every subscriber of its channel, then each subscriber
- * that got something is written once.
+ * Called by the hub with what this worker read from the log: the events
+ * are queued on the streams of their channels; the writer sends them.
+ * A stream of one channel gets its channel's new events as one buf, or as
+ * more of the buf it already has queued; a stream of several channels gets
+ * each event in id order.
  */
 
 void
-ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
+ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
+    ngx_http_sse_lchan_t *touched)
 {
-    ngx_uint_t            i, count, raw;
-    ngx_queue_t          *q;
-    ngx_connection_t     *c;
-    ngx_http_sse_sub_t   *sub;
-    ngx_http_sse_link_t  *link;
+    ngx_uint_t             i, count;
+    ngx_queue_t           *q;
+    ngx_http_sse_msg_t    *msg;
+    ngx_http_sse_sub_t    *sub;
+    ngx_http_sse_link_t   *link;
+    ngx_http_sse_lchan_t  *lc, *next;
 
     count = 0;
 
     for (i = 0; i < n; i++) {
 
-        for (q = ngx_queue_head(&d[i].lchan->links);
-             q != ngx_queue_sentinel(&d[i].lchan->links);
+        for (q = ngx_queue_head(&d[i].lchan->mlinks);
+             q != ngx_queue_sentinel(&d[i].lchan->mlinks);
              q = ngx_queue_next(q))
         {
             link = ngx_queue_data(q, ngx_http_sse_link_t, queue);
@@ -1256,10 +1339,8 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
                 continue;
             }
 
-            if (d[i].msg == NULL
-                || ngx_http_sse_sub_append(sub, d[i].msg->data, d[i].msg->len,
-                                           d[i].msg)
-                   != NGX_OK)
+            if (ngx_http_sse_sub_append(sub, d[i].pos, d[i].len, d[i].msg, 0)
+                != NGX_OK)
             {
                 sub->ending = 1;
 
@@ -1267,22 +1348,105 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
                 count++;
             }
 
-            if (!sub->is_dirty) {
-                sub->is_dirty = 1;
-                ngx_queue_insert_tail(&ngx_http_sse_dirty, &sub->dirty);
-            }
+            ngx_http_sse_sub_dirty(sub);
         }
     }
 
-    for (i = 0; i < n; i++) {
-        if (d[i].msg) {
-            ngx_http_sse_msg_release(d[i].msg);
+    for (lc = touched; lc; lc = next) {
+        next = lc->round_next;
+        msg = lc->round;
+
+        for (q = ngx_queue_head(&lc->links);
+             q != ngx_queue_sentinel(&lc->links);
+             q = ngx_queue_next(q))
+        {
+            link = ngx_queue_data(q, ngx_http_sse_link_t, queue);
+            sub = link->sub;
+
+            if (sub->ending) {
+                continue;
+            }
+
+            if (msg && lc->round_size) {
+                if (ngx_http_sse_sub_append(sub, lc->round_pos,
+                                            lc->round_size, msg, 0)
+                    != NGX_OK)
+                {
+                    sub->ending = 1;
+
+                } else {
+                    count += lc->round_events;
+                }
+            }
+
+            if (lc->round_end) {
+                sub->ending = 1;
+            }
+
+            ngx_http_sse_sub_dirty(sub);
         }
+
+        if (lc->round_end) {
+            /* the channel was deleted, or its events did not fit */
+
+            for (q = ngx_queue_head(&lc->mlinks);
+                 q != ngx_queue_sentinel(&lc->mlinks);
+                 q = ngx_queue_next(q))
+            {
+                link = ngx_queue_data(q, ngx_http_sse_link_t, queue);
+                link->sub->ending = 1;
+                ngx_http_sse_sub_dirty(link->sub);
+            }
+        }
+
+        lc->round = NULL;
+        lc->round_next = NULL;
+        lc->round_touched = 0;
+        lc->round_end = 0;
     }
 
     ngx_http_sse_hub_count_delivered(count);
 
-    while (!ngx_queue_empty(&ngx_http_sse_dirty)) {
+    if (!ngx_queue_empty(&ngx_http_sse_dirty)
+        && !ngx_http_sse_writer.posted)
+    {
+        ngx_post_event(&ngx_http_sse_writer, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_sse_sub_dirty(ngx_http_sse_sub_t *sub)
+{
+    if (!sub->is_dirty) {
+        sub->is_dirty = 1;
+        ngx_queue_insert_tail(&ngx_http_sse_dirty, &sub->dirty);
+    }
+}
+
+
+/*
+ * Writes the streams that have something queued, a slice at a time.  Between
+ * slices the worker looks at the network (new publishes, wake-ups, clients
+ * leaving) and at the hub log: an event published meanwhile joins what the
+ * streams not yet written in this pass get, so no event waits for a whole
+ * pass to end before its own pass starts.
+ */
+
+static void
+ngx_http_sse_writer_handler(ngx_event_t *ev)
+{
+    ngx_uint_t           n, raw;
+    ngx_queue_t         *q;
+    ngx_connection_t    *c;
+    ngx_http_sse_sub_t  *sub;
+
+    ngx_http_sse_hub_read();
+
+    for (n = 0;
+         n < NGX_HTTP_SSE_WRITE_SLICE && !ngx_queue_empty(&ngx_http_sse_dirty);
+         n++)
+    {
         q = ngx_queue_head(&ngx_http_sse_dirty);
         ngx_queue_remove(q);
 
@@ -1298,6 +1462,16 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n)
             ngx_http_run_posted_requests(c);
         }
     }
+
+    if (ngx_queue_empty(&ngx_http_sse_dirty)) {
+        return;
+    }
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
+    }
+
+    ngx_post_event(ev, &ngx_posted_next_events);
 }
 
 
@@ -2619,6 +2793,9 @@ ngx_http_sse_init_process(ngx_cycle_t *cycle)
     ngx_queue_init(&ngx_http_sse_subs);
     ngx_queue_init(&ngx_http_sse_dirty);
 
+    ngx_http_sse_writer.handler = ngx_http_sse_writer_handler;
+    ngx_http_sse_writer.log = cycle->log;
+
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
     {
@@ -2640,6 +2817,10 @@ static void
 ngx_http_sse_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_sse_out_t  *o;
+
+    if (ngx_http_sse_writer.posted) {
+        ngx_delete_posted_event(&ngx_http_sse_writer);
+    }
 
     ngx_http_sse_hub_exit_worker(cycle);
 
