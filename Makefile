@@ -5,7 +5,7 @@
 #   make test       deps + build, then prove t/ (not -r: t/node_modules is not ours)
 #   make run        deps + build, then the demo on http://127.0.0.1:8080/
 #   make stop       stop that demo
-#   make bench      the benchmark (bench/)
+#   make bench      the benchmark against nchan (bench/), minutes
 #   make clean      remove build/
 #
 #   make NGINX_SRC=/path/to/nginx      build (and test, run) against an
@@ -112,14 +112,15 @@ $(SRC_DIR)/configure:
 
 # CFLAGS is unset because nginx's configure drops its own warning flags
 # (-W -Wall -Wpointer-arith -Werror) when CFLAGS is set in the environment.
-$(SRC_DIR)/objs/Makefile: $(MODULE_CONFIG) $(SRC_DIR)/configure
+# -O2 as Debian's own nginx build (nginx -V); nginx alone would use -O.
+$(SRC_DIR)/objs/Makefile: $(MODULE_CONFIG) $(SRC_DIR)/configure Makefile
 	cd $(SRC_DIR) && rm -f objs/Makefile && \
-	    env -u CFLAGS bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR)' \
+	    env -u CFLAGS bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt=-O2 --add-dynamic-module=$(CURDIR)' \
 	    > configure.log 2>&1 || { tail -n 30 configure.log; rm -f objs/Makefile; exit 1; }
 	@grep -q -- '-Werror' $@ || { \
 	    echo "nginx's configure did not add -Werror: adding --with-cc-opt=-Werror"; \
 	    cd $(SRC_DIR) && rm -f objs/Makefile && \
-	    env -u CFLAGS bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt=-Werror --add-dynamic-module=$(CURDIR)' \
+	    env -u CFLAGS bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="-O2 -Werror" --add-dynamic-module=$(CURDIR)' \
 	    > configure.log 2>&1 || { tail -n 30 configure.log; rm -f objs/Makefile; exit 1; }; }
 	@echo "configured $(SRC_DIR) (log: $(SRC_DIR)/configure.log)"
 
@@ -209,12 +210,10 @@ stop:
 
 # --------------------------------------------------------------- bench
 
-bench:
-	@if [ -f bench/Makefile ]; then \
-	    $(MAKE) -C bench; \
-	else \
-	    echo "The benchmark is not there yet (no bench/Makefile)." >&2; exit 1; \
-	fi
+# the full side-by-side run against nchan; BENCH_ARGS are run.pl's options
+# (--quick, --scenarios 1,3, --targets sse)
+bench: deps build
+	$(MAKE) -C bench BENCH_ARGS='$(BENCH_ARGS)'
 
 # --------------------------------------------------------------- clean
 
