@@ -8,6 +8,11 @@ package SSETest;
 #   my @ev  = $s->read_events(count => 1, timeout => 2);
 #   $srv->stop;      # fails a test if error.log shows a crash/alert
 #
+# SSE_VALGRIND=1 runs nginx (and nginx -t) under valgrind's memcheck, with
+# the default timeouts multiplied by SSE_VALGRIND_SCALE (default 10);
+# stop() then fails a test when a valgrind log has an error or a definite
+# leak with a ngx_http_sse_ frame.  SSE_VALGRIND_OPTS: more valgrind options.
+#
 # The functions http/publish/status/sse_connect also work without a
 # server object as first argument: they then use the last started server.
 
@@ -36,14 +41,27 @@ our @EXPORT = qw(
 
 our $CURRENT;           # last started server
 our %LIVE;              # "$obj" => $obj, servers not yet stopped
-our $DEFAULT_TIMEOUT = 5;
+our $VALGRIND = $ENV{SSE_VALGRIND} ? 1 : 0;
+our $SCALE = $VALGRIND ? ($ENV{SSE_VALGRIND_SCALE} || 10) : 1;
+our $DEFAULT_TIMEOUT = 5 * $SCALE;
 our $LAST_START_OUTPUT = '';
+our %VALGRIND_SHOWN;    # valgrind records outside our code already shown
 
 our $DEFAULT_SERVER = <<'EOS';
         location ~ ^/events/(.+)$ { sse_stream $1; }
         location ~ ^/pub/(.+)$ { sse_publish $1; }
         location = /status { sse_status; }
 EOS
+
+# valgrind records that are errors (the first line of the record)
+our $VALGRIND_ERROR = join '|', map { "(?:$_)" } (
+    'Invalid (?:read|write|free)', 'Mismatched free', 'Conditional jump',
+    'Syscall param', '.*uninitialised', 'Source and destination overlap',
+    'Argument .* has a fishy', 'Jump to the invalid address',
+    '.* are definitely lost',
+    'Process terminating with default action of signal \d+ \(SIG(?:SEGV|BUS|ABRT|FPE|ILL|SYS)\)',
+);
+$VALGRIND_ERROR = qr/\A(?:$VALGRIND_ERROR)/;
 
 # Lines of error.log that must never appear.
 our @FATAL_LOG = (
@@ -106,6 +124,9 @@ sub _make_conf {
     my $main_text = $o{main} // '';
     my $listen = "127.0.0.1:$port" . (defined $o{listen_opts} ? " $o{listen_opts}" : '');
     my $user = $> == 0 ? "user root;\n" : '';
+    # valgrind refuses a setrlimit(RLIMIT_NOFILE) that changes the hard
+    # limit: nginx would log an [alert]; the inherited limit is used instead
+    my $nofile = $VALGRIND ? '' : "worker_rlimit_nofile 8192;\n";
     my $load = (defined $so && length $so) ? "load_module $so;\n" : '';
 
     my $conf = <<"EOC";
@@ -114,8 +135,7 @@ pid $dir/nginx.pid;
 error_log $dir/error.log info;
 daemon on;
 master_process on;
-worker_rlimit_nofile 8192;
-$main_text
+${nofile}$main_text
 
 events {
     worker_connections 4096;
@@ -144,21 +164,81 @@ EOC
     return ($dir, $conf, $port, $bin, $workers);
 }
 
+# the command prefix that runs nginx under valgrind ('' without SSE_VALGRIND);
+# valgrind follows nginx's fork()s by itself: one log per process
+sub _valgrind_cmd {
+    my ($dir) = @_;
+    return '' unless $VALGRIND;
+    return join(' ', 'valgrind', '--tool=memcheck', '--leak-check=full',
+        '--show-leak-kinds=definite', '--errors-for-leak-kinds=definite',
+        '--num-callers=30',
+        '--track-origins=yes',          # where an uninitialised value comes from
+        '--keep-debuginfo=yes',         # symbols after nginx dlclose()s the module
+        '--vgdb=no', "--log-file=$dir/valgrind.%p.log",
+        $ENV{SSE_VALGRIND_OPTS} // ()) . ' ';
+}
+
+# _valgrind_check($dir, $what): reads $dir/valgrind.*.log; a test fails
+# when an error or a definite leak has a ngx_http_sse_ frame in one of its
+# stacks; the others (nginx, libc) are only shown.
+sub _valgrind_check {
+    my ($dir, $what) = @_;
+    opendir my $dh, $dir or return 1;
+    my @logs = sort grep { /^valgrind\.\d+\.log$/ } readdir $dh;
+    closedir $dh;
+    my (%ours, %other, @order);
+    for my $f (@logs) {
+        my $text = _slurp("$dir/$f") // next;
+        # records are separated by "==pid== " lines
+        for my $r (split /^==\d+==[ \t]*\n/m, $text) {
+            $r =~ s/^==\d+== ?//mg;
+            next unless $r =~ $VALGRIND_ERROR;
+            # the same record from several processes is shown once
+            my ($head, $stack) = split /\n/, $r, 2;
+            my $key = ($head =~ s/[\d,]+/N/gr) . "\n" . (($stack // '') =~ s/0x[0-9A-Fa-f]+/0x/gr);
+            my $h = $r =~ /^\s+(?:at|by) 0x[0-9A-Fa-f]+: .*ngx_http_sse_/m
+                  ? \%ours : \%other;
+            push @order, $key unless $h->{$key};
+            push @{ $h->{$key} }, [$f, $r];
+        }
+    }
+    my $show = sub {
+        my ($h) = @_;
+        return join "\n", map {
+            my @s = @{ $h->{$_} };
+            "--- $s[0][0]" . (@s > 1 ? sprintf(' (and %d more)', @s - 1) : '')
+            . ":\n$s[0][1]";
+        } grep { $h->{$_} } @order;
+    };
+    # outside our code: each record once per test file
+    delete @other{ grep { $VALGRIND_SHOWN{$_}++ } keys %other };
+    Test::More::diag("valgrind, not in ngx_http_sse_ code ($what):\n"
+                     . $show->(\%other)) if %other;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    Test::More::ok(!%ours, "valgrind: no memory error or definite leak in"
+                   . " ngx_http_sse_ code ($what, " . @logs . " logs)")
+        or Test::More::diag($show->(\%ours));
+    return !%ours;
+}
+
 # nginx_config_test(%same_opts_as_start_nginx): runs nginx -t on the
 # config; returns { ok => 0|1, output => text, conf => text }
 sub nginx_config_test {
     my %o = @_;
     my ($dir, $conf, $port, $bin) = _make_conf(%o);
-    my $out = qx{$bin -t -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1};
+    my $vg = _valgrind_cmd($dir);
+    my $out = qx{$vg$bin -t -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1};
     my $rc = $?;
     $out .= _slurp("$dir/error.log") // '';
+    _valgrind_check($dir, 'nginx -t') if $VALGRIND;
     return { ok => ($rc == 0 ? 1 : 0), output => $out, conf => $conf };
 }
 
 sub start_nginx {
     my %o = @_;
     my ($dir, $conf, $port, $bin, $workers) = _make_conf(%o);
-    my $out = qx{$bin -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1};
+    my $vg = _valgrind_cmd($dir);
+    my $out = qx{$vg$bin -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1};
     my $rc = $?;
     my $self = bless {
         port => $port, dir => $dir, bin => $bin, workers => $workers,
@@ -168,6 +248,7 @@ sub start_nginx {
     if ($rc != 0) {
         $LAST_START_OUTPUT = $out . _slurp("$dir/error.log");
         $self->{stopped} = 1;
+        _valgrind_check($dir, 'nginx failing to start') if $VALGRIND;
         return undef if $o{may_fail};
         die "nginx failed to start (rc=$rc):\n$LAST_START_OUTPUT\n--- conf ---\n$conf";
     }
@@ -176,7 +257,7 @@ sub start_nginx {
         my $t = _slurp("$dir/nginx.pid");
         ($pid) = $t =~ /(\d+)/ if defined $t;
         return $pid;
-    }, 10);
+    }, 10 * $SCALE);
     die "nginx did not write its pid file:\n" . _slurp("$dir/error.log") unless $pid;
     $self->{pid} = $pid;
     $LIVE{"$self"} = $self;
@@ -186,13 +267,13 @@ sub start_nginx {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
             PeerPort => $port, Proto => 'tcp', Timeout => 1);
         return $s ? 1 : 0;
-    }, 10, 0.05);
+    }, 10 * $SCALE, 0.05);
     unless ($up) {
         my $log = _slurp("$dir/error.log");
         $self->stop;
         die "nginx does not accept connections on $port:\n$log";
     }
-    wait_until(sub { scalar($self->worker_pids) >= $workers }, 10);
+    wait_until(sub { scalar($self->worker_pids) >= $workers }, 10 * $SCALE);
     return $self;
 }
 
@@ -721,7 +802,8 @@ sub stat {
 # wait until /status shows $key == $value
 sub wait_stat {
     my ($self, $key, $value, $timeout) = @_;
-    return SSETest::wait_until(sub { $self->stat($key) == $value }, $timeout // 5, 0.05);
+    return SSETest::wait_until(sub { $self->stat($key) == $value },
+                               $timeout // 5 * $SSETest::SCALE, 0.05);
 }
 
 # offset into error.log, for error_log_since
@@ -756,6 +838,76 @@ sub _alive {
     return defined $state && $state ne 'Z' && $state ne 'X';
 }
 
+# an nginx process (under valgrind its command line stays valgrind's)
+sub _is_nginx {
+    my $c = _cmdline($_[0]);
+    return $c =~ /^nginx: / || ($SSETest::VALGRIND && $c =~ m{valgrind.*/nginx });
+}
+
+# inodes of the sockets listening on $port
+sub _listen_inodes {
+    my ($port) = @_;
+    my %ino;
+    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $f or next;
+        while (my $l = <$fh>) {
+            my @c = split ' ', $l;
+            next unless @c > 9 && $c[3] eq '0A' && $c[1] =~ /:([0-9A-F]{4})$/;
+            $ino{$c[9]} = 1 if hex($1) == $port;
+        }
+        close $fh;
+    }
+    return \%ino;
+}
+
+# the process has one of the sockets in %$ino open
+sub _has_socket {
+    my ($pid, $ino) = @_;
+    opendir my $dh, "/proc/$pid/fd" or return 0;
+    my $found = 0;
+    for my $fd (readdir $dh) {
+        my $t = readlink("/proc/$pid/fd/$fd") // next;
+        if ($t =~ /^socket:\[(\d+)\]$/ && $ino->{$1}) { $found = 1; last }
+    }
+    closedir $dh;
+    return $found;
+}
+
+# inodes of the unix stream sockets (nginx's channels to the master)
+sub _unix_stream_inodes {
+    my %ino;
+    open my $fh, '<', '/proc/net/unix' or return \%ino;
+    while (my $l = <$fh>) {
+        my @c = split ' ', $l;
+        $ino{$c[6]} = 1 if @c > 6 && $c[4] eq '0001';
+    }
+    close $fh;
+    return \%ino;
+}
+
+# the worker watches its channel to the master in epoll: nginx adds it
+# after every module's init_process, just before "worker process" is set
+sub _worker_ready {
+    my ($pid, $chan) = @_;
+    opendir my $dh, "/proc/$pid/fd" or return 0;
+    my @ep = grep { (readlink("/proc/$pid/fd/$_") // '') eq 'anon_inode:[eventpoll]' }
+             readdir $dh;
+    closedir $dh;
+    for my $fd (@ep) {
+        my $info = SSETest::_slurp("/proc/$pid/fdinfo/$fd") // next;
+        return 1 if grep { $chan->{ hex $_ } } $info =~ /^tfd:.*\bino:([0-9a-f]+)/mg;
+    }
+    return 0;
+}
+
+# under valgrind the process title is not visible: a worker that is
+# shutting down is one that has closed its listening sockets
+sub _shutting_down {
+    my ($self, $pid, $ino) = @_;
+    return _cmdline($pid) =~ /shutting down/ unless $SSETest::VALGRIND;
+    return !_has_socket($pid, $ino);
+}
+
 # all children of the master: workers (incl. shutting down ones)
 sub child_pids {
     my ($self) = @_;
@@ -775,15 +927,18 @@ sub child_pids {
 # current (not shutting down) worker processes
 sub worker_pids {
     my ($self) = @_;
+    my $ino = $SSETest::VALGRIND ? _listen_inodes($self->{port}) : {};
+    my $chan = $SSETest::VALGRIND ? _unix_stream_inodes() : {};
     return grep {
-        my $c = _cmdline($_);
-        $c =~ /worker process/ && $c !~ /shutting down/;
+        ($SSETest::VALGRIND ? _worker_ready($_, $chan) : _cmdline($_) =~ /worker process/)
+            && !$self->_shutting_down($_, $ino);
     } $self->child_pids;
 }
 
 sub shutting_down_pids {
     my ($self) = @_;
-    return grep { _cmdline($_) =~ /shutting down/ } $self->child_pids;
+    my $ino = $SSETest::VALGRIND ? _listen_inodes($self->{port}) : {};
+    return grep { $self->_shutting_down($_, $ino) } $self->child_pids;
 }
 
 sub rss_kb {
@@ -802,7 +957,7 @@ sub reload {
     my $ok = SSETest::wait_until(sub {
         my @w = $self->worker_pids;
         @w >= $self->{workers} && !grep { $old{$_} } @w;
-    }, $o{timeout} // 10);
+    }, $o{timeout} // 10 * $SSETest::SCALE);
     return $ok ? 1 : 0;
 }
 
@@ -810,7 +965,8 @@ sub reload {
 sub old_workers_gone {
     my ($self, $timeout) = @_;
     my @old = @{ $self->{old_workers} || [] };
-    return SSETest::wait_until(sub { !grep { _alive($_) } @old }, $timeout // 10);
+    return SSETest::wait_until(sub { !grep { _alive($_) } @old },
+                               $timeout // 10 * $SSETest::SCALE);
 }
 
 sub stop {
@@ -823,19 +979,20 @@ sub stop {
     my @children = $self->child_pids;
     my $t0 = time();
     my $clean_quit = 1;
+    my $timeout = $o{timeout} // 10 * $SSETest::SCALE;
     if (_alive($pid)) {
         kill 'QUIT', $pid;
-        my $gone = SSETest::wait_until(sub { !_alive($pid) }, $o{timeout} // 10, 0.05);
+        my $gone = SSETest::wait_until(sub { !_alive($pid) }, $timeout, 0.05);
         unless ($gone) {
             $clean_quit = 0;
             kill 'TERM', $pid;
-            $gone = SSETest::wait_until(sub { !_alive($pid) }, 3, 0.05);
+            $gone = SSETest::wait_until(sub { !_alive($pid) }, 3 * $SSETest::SCALE, 0.05);
             kill 'KILL', $pid unless $gone;
         }
     }
     # the workers this master started, if any outlived it
     for my $c (@children) {
-        next unless _alive($c) && _cmdline($c) =~ /^nginx: /;
+        next unless _alive($c) && _is_nginx($c);
         my (undef, $ppid) = _proc_stat($c);
         next unless defined $ppid && ($ppid == $pid || $ppid == 1);
         $clean_quit = 0;
@@ -853,12 +1010,14 @@ sub stop {
     Test::More::ok(!@bad, "nginx error.log has no alert/emerg/crit/crash lines")
         or Test::More::diag(join "\n", map { "  $_" } @bad[0 .. ($#bad > 30 ? 30 : $#bad)]);
     Test::More::ok($clean_quit, "nginx exited on QUIT within "
-                   . ($o{timeout} // 10) . "s, with its workers")
+                   . $timeout . "s, with its workers")
         or Test::More::diag(sprintf "stop took %.1fs", $self->{stop_seconds});
+    # nginx has exited: its valgrind logs are complete
+    my $vg_ok = $SSETest::VALGRIND ? SSETest::_valgrind_check($self->{dir}, 'nginx') : 1;
     if ($ENV{KEEP}) {
         Test::More::diag("nginx dir kept: $self->{dir}");
     }
-    return !@bad && $clean_quit;
+    return !@bad && $clean_quit && $vg_ok;
 }
 
 sub DESTROY {
