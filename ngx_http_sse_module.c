@@ -10,7 +10,9 @@
 
 #define NGX_HTTP_SSE_DEFAULT_ZONE_SIZE  (32 * 1024 * 1024)
 #define NGX_HTTP_SSE_FREE_OUTS          4096
+#ifndef NGX_HTTP_SSE_WRITE_SLICE
 #define NGX_HTTP_SSE_WRITE_SLICE        256
+#endif
 
 
 typedef struct {
