@@ -373,7 +373,8 @@ close $mf;
 print $table;
 print "\nraw figures: $json_file\n";
 
-exit(grep({ my $s = $_; grep { $results{ $s->{id} }{$_}{fatal} } @targets } @ran) ? 1 : 0);
+# a run of ours that could not complete fails; nchan's failures are figures
+exit(grep({ $results{ $_->{id} }{sse} && $results{ $_->{id} }{sse}{fatal} } @ran) ? 1 : 0);
 
 # ---------------------------------------------------------------- report
 
