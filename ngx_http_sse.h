@@ -23,8 +23,12 @@
 #define NGX_HTTP_SSE_MAX_SLOTS      128
 #define NGX_HTTP_SSE_MAX_TYPE       64
 
-/* a channel's events are copied into blocks of at least this size */
-#define NGX_HTTP_SSE_BLOCK_SIZE     4000
+/*
+ * a channel's events are copied into blocks of four times what one read of
+ * the hub log brings, within these bounds (or one read's size if larger)
+ */
+#define NGX_HTTP_SSE_BLOCK_MIN      256
+#define NGX_HTTP_SSE_BLOCK_MAX      4000
 
 /* "id: " <ms> "-" <seq> "\n" */
 #define NGX_HTTP_SSE_ID_LEN         (NGX_INT64_LEN * 2 + 1)
@@ -118,8 +122,11 @@ typedef struct {
 
 /* one worker's copy of events, shared by its subscribers' bufs */
 
+typedef struct ngx_http_sse_lchan_s  ngx_http_sse_lchan_t;
+
 typedef struct {
     ngx_uint_t                      refs;
+    ngx_http_sse_lchan_t           *lchan;      /* whose block it is */
     u_char                         *pos;        /* the events */
     size_t                          len;
     size_t                          size;       /* room after pos */
@@ -128,8 +135,6 @@ typedef struct {
 
 
 /* worker-local: one worker's view of a channel it has subscribers on */
-
-typedef struct ngx_http_sse_lchan_s  ngx_http_sse_lchan_t;
 
 struct ngx_http_sse_lchan_s {
     ngx_rbtree_node_t               node;       /* key: channel address */

@@ -58,6 +58,7 @@ static void ngx_http_sse_housekeeping_handler(ngx_event_t *ev);
 static ngx_http_sse_lchan_t *ngx_http_sse_lchan_lookup(
     ngx_http_sse_channel_t *ch);
 static void ngx_http_sse_lchan_put_locked(ngx_http_sse_lchan_t *lc);
+static void ngx_http_sse_block_drop(ngx_http_sse_lchan_t *lc);
 static ngx_http_sse_msg_t *ngx_http_sse_replay_locked(
     ngx_http_sse_channel_t **chans, ngx_uint_t n, ngx_http_sse_id_t *after,
     uint64_t now);
@@ -1169,7 +1170,9 @@ ngx_http_sse_collect_locked(void)
         msg = lc->block;
 
         if (msg == NULL || msg->size - msg->len < lc->round_size) {
-            n = ngx_max(lc->round_size, NGX_HTTP_SSE_BLOCK_SIZE);
+            n = ngx_min(4 * lc->round_size, NGX_HTTP_SSE_BLOCK_MAX);
+            n = ngx_max(n, NGX_HTTP_SSE_BLOCK_MIN);
+            n = ngx_max(n, lc->round_size);
 
             msg = ngx_alloc(offsetof(ngx_http_sse_msg_t, data) + n, w->log);
             if (msg == NULL) {
@@ -1177,15 +1180,13 @@ ngx_http_sse_collect_locked(void)
             }
 
             msg->refs = 1;
+            msg->lchan = lc;
             msg->pos = msg->data;
             msg->len = 0;
             msg->size = n;
 
             /* bufs of streams that still owe the old block keep it */
-
-            if (lc->block) {
-                ngx_http_sse_msg_release(lc->block);
-            }
+            ngx_http_sse_block_drop(lc);
 
             lc->block = msg;
         }
@@ -1243,7 +1244,34 @@ ngx_http_sse_msg_release(ngx_http_sse_msg_t *msg)
 {
     if (--msg->refs == 0) {
         ngx_free(msg);
+        return;
     }
+
+    if (msg->refs == 1 && msg->lchan) {
+        /* only its channel holds it: no stream owes any of it */
+        msg->lchan->block = NULL;
+        ngx_free(msg);
+    }
+}
+
+
+/* the channel lets go of its block; streams that owe some of it keep it */
+
+static void
+ngx_http_sse_block_drop(ngx_http_sse_lchan_t *lc)
+{
+    ngx_http_sse_msg_t  *msg;
+
+    msg = lc->block;
+
+    if (msg == NULL) {
+        return;
+    }
+
+    lc->block = NULL;
+    msg->lchan = NULL;
+
+    ngx_http_sse_msg_release(msg);
 }
 
 
@@ -1283,9 +1311,7 @@ ngx_http_sse_lchan_put_locked(ngx_http_sse_lchan_t *lc)
     ngx_slab_free_locked(ngx_http_sse_worker.hub->shpool, lc->wchan);
     ngx_http_sse_channel_put_locked(lc->channel);
 
-    if (lc->block) {
-        ngx_http_sse_msg_release(lc->block);
-    }
+    ngx_http_sse_block_drop(lc);
 
     ngx_rbtree_delete(&ngx_http_sse_worker.lchans, &lc->node);
     ngx_free(lc);
@@ -1560,6 +1586,7 @@ ngx_http_sse_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
             }
 
             msg->refs = 1;
+            msg->lchan = NULL;
             msg->pos = msg->data;
             msg->len = size;
             msg->size = size;
