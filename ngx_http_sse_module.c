@@ -1473,7 +1473,12 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
         ngx_delete_posted_event(ev);
     }
 
+#if (nginx_version >= 1017005)
     ngx_post_event(ev, &ngx_posted_next_events);
+#else
+    /* no ngx_posted_next_events before 1.17.5: the pass is not sliced */
+    ngx_post_event(ev, &ngx_posted_events);
+#endif
 }
 
 
