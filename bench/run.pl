@@ -14,7 +14,8 @@
 # written with the raw JSON to --out (default build/bench/).
 #
 # Environment: SSE_MODULE (our .so), NGINX_BIN (default /usr/sbin/nginx),
-# NCHAN_MODULE (default /usr/lib/nginx/modules/ngx_nchan_module.so).
+# NCHAN_MODULE (default /usr/lib/nginx/modules/ngx_nchan_module.so),
+# NCHAN_NGINX_BIN (the nginx nchan runs in, default /usr/sbin/nginx).
 # Perl core modules only.
 
 use strict;
@@ -53,6 +54,9 @@ GetOptions(
 my $NGINX = $ENV{NGINX_BIN} || '/usr/sbin/nginx';
 my $SSE_SO = $ENV{SSE_MODULE} || "$REPO/build/modules/ngx_http_sse_module.so";
 my $NCHAN_SO = $ENV{NCHAN_MODULE} || '/usr/lib/nginx/modules/ngx_nchan_module.so';
+# nchan's .so loads only into the nginx it was built for (Debian's), even
+# when ours runs in another (make bench NGINX_SRC=...)
+my $NCHAN_NGINX = $ENV{NCHAN_NGINX_BIN} || '/usr/sbin/nginx';
 
 die "load client $opt{client} not found: build it with make -C bench\n"
     unless -x $opt{client};
@@ -226,7 +230,8 @@ sub start_nginx {
     print $fh nginx_conf($target, $dir, $port, $p);
     close $fh;
 
-    my $out = qx{$NGINX -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1};
+    my $bin = $target eq 'nchan' ? $NCHAN_NGINX : $NGINX;
+    my $out = qx{$bin -p $dir/ -c $dir/nginx.conf -e $dir/error.log 2>&1};
     die "nginx ($target) did not start: $out\n" . (slurp("$dir/error.log") // '')
         if $?;
 
