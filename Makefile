@@ -22,7 +22,7 @@ NGINX_SRC   ?=
 # gcc, libc6-dev and curl are not pulled in by the others with
 # --no-install-recommends.
 DEB_PACKAGES := nginx nginx-dev libhiredis-dev redis-server libnginx-mod-nchan \
-                wrk valgrind nodejs npm gcc libc6-dev make perl curl
+                wrk valgrind nodejs npm gcc libc6-dev make perl curl openssl
 
 # Every input of the module: a change to any of them rebuilds the .so.
 MODULE_SOURCES := $(wildcard $(CURDIR)/*.c $(CURDIR)/*.h)

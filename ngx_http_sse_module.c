@@ -385,6 +385,8 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
     sub->c = c;
     sub->r = r;
     sub->slcf = slcf;
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    sub->send_timeout = clcf->send_timeout;
     sub->nlinks = n;
     sub->links = (ngx_http_sse_link_t *) (sub + 1);
     sub->lchans = (ngx_http_sse_lchan_t **) (sub->links + n);
@@ -433,8 +435,6 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
 
     ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
     sub->attached = 1;
-
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     if (r->http_version <= NGX_HTTP_VERSION_11 && clcf->tcp_nodelay) {
         /* small events must not wait for the previous one's ACK */
@@ -617,7 +617,6 @@ ngx_http_sse_takeover(ngx_event_t *ev)
     ngx_http_request_t        *r;
     ngx_http_sse_sub_t        *sub;
     ngx_http_connection_t     *hc;
-    ngx_http_core_loc_conf_t  *clcf;
 
     sub = ev->data;
     r = sub->r;
@@ -637,9 +636,6 @@ ngx_http_sse_takeover(ngx_event_t *ev)
         return;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    sub->send_timeout = clcf->send_timeout;
     sub->chunked = r->chunked;
     sub->raw = 1;
     sub->r = NULL;
@@ -1021,13 +1017,17 @@ ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub)
 static ngx_int_t
 ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
 {
+    off_t                      sent;
     size_t                     pending;
     ngx_int_t                  rc;
     ngx_chain_t               *in, *cl;
+    ngx_event_t               *wev;
     ngx_connection_t          *c;
     ngx_http_core_loc_conf_t  *clcf;
 
     c = sub->c;
+    wev = c->write;
+    sent = c->sent;
 
     in = ngx_http_sse_sub_queue(sub);
     if (in == NGX_CHAIN_ERROR) {
@@ -1037,7 +1037,12 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
     if (sub->raw) {
         rc = NGX_OK;
 
-        if (sub->busy && c->write->ready) {
+        /*
+         * on TLS, ngx_ssl_send_chain() keeps what SSL_write() could not
+         * send in c->ssl->buf (c->buffered), after the bufs were consumed
+         */
+
+        if ((sub->busy || c->buffered) && c->write->ready) {
             cl = c->send_chain(c, sub->busy, 0);
 
             if (cl == NGX_CHAIN_ERROR) {
@@ -1056,7 +1061,9 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
         return NGX_ERROR;
     }
 
-    if (pending > sub->slcf->max_pending) {
+    /* a stream being ended owes at most what was queued and its end */
+
+    if (pending > sub->slcf->max_pending && !sub->ending) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "sse: closing a subscriber that owes %uz bytes, "
                       "over sse_max_pending", pending);
@@ -1065,6 +1072,17 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
     }
 
     if (pending || c->buffered) {
+
+        /*
+         * send_timeout, as nginx applies it to any response: the time a
+         * client may take to accept more of what it owes, restarted by
+         * each write that sends something (limit_rate's own timer wins)
+         */
+
+        if (!wev->delayed && (c->sent != sent || !wev->timer_set)) {
+            ngx_add_timer(wev, sub->send_timeout);
+        }
+
         if (sub->raw) {
             rc = ngx_handle_write_event(c->write, 0);
 
@@ -1076,6 +1094,9 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
         if (rc != NGX_OK) {
             return NGX_ERROR;
         }
+
+    } else if (wev->timer_set && !wev->delayed) {
+        ngx_del_timer(wev);
     }
 
     return NGX_OK;
@@ -1164,7 +1185,7 @@ ngx_http_sse_sub_end(ngx_http_sse_sub_t *sub)
     /* the terminator is not counted against sse_max_pending */
     rc = ngx_http_sse_sub_flush(sub);
 
-    if (rc == NGX_ERROR || sub->busy == NULL || ngx_exiting) {
+    if (rc != NGX_OK || (sub->busy == NULL && !c->buffered) || ngx_exiting) {
         ngx_http_sse_sub_close(sub);
         return;
     }
@@ -1190,6 +1211,9 @@ ngx_http_sse_write_handler(ngx_http_request_t *r)
     }
 
     if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, wev->log, NGX_ETIMEDOUT,
+                      "sse: client timed out");
+        r->connection->timedout = 1;
         ngx_http_sse_sub_detach(sub);
         ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
         return;
@@ -1217,7 +1241,9 @@ ngx_http_sse_raw_write_handler(ngx_event_t *wev)
     }
 
     if (sub->closing) {
-        if (ngx_http_sse_sub_flush(sub) == NGX_ERROR || sub->busy == NULL) {
+        if (ngx_http_sse_sub_flush(sub) != NGX_OK
+            || (sub->busy == NULL && !c->buffered))
+        {
             ngx_http_sse_sub_close(sub);
         }
 

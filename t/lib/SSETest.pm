@@ -1283,6 +1283,25 @@ sub wait_new {
     return $self->_pump_until(sub { substr($self->{raw}, $c) =~ $re }, $timeout);
 }
 
+# trickle($bytes, $timeout): reads at most $bytes from the socket (waiting up
+# to $timeout for some), as a client that reads slowly; returns the count
+sub trickle {
+    my ($self, $bytes, $timeout) = @_;
+    $self->_read_head($timeout) unless $self->{head_done};
+    return 0 if $self->{eof} || !$self->{sock} || !$self->{head_done};
+    my $sel = IO::Select->new($self->{sock});
+    return 0 unless $sel->can_read($timeout // 0);
+    my $n = sysread($self->{sock}, my $b, $bytes);
+    if (!$n) {
+        $self->{eof} = 1;
+        $self->{eof_time} = time() if defined $n;
+        $n = 0;
+    }
+    $self->{rbuf} .= $b if $n;
+    $self->_decode;
+    return $n;
+}
+
 # drop parsed events not yet read (after raw-level checks)
 sub discard_events { my $s = shift; $s->_pump(0); return splice @{ $s->{queue} } }
 
