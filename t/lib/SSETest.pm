@@ -1302,6 +1302,9 @@ sub trickle {
     return $n;
 }
 
+# the events parsed so far, without reading the socket (after trickle)
+sub take_parsed { my $s = shift; return splice @{ $s->{queue} } }
+
 # drop parsed events not yet read (after raw-level checks)
 sub discard_events { my $s = shift; $s->_pump(0); return splice @{ $s->{queue} } }
 
