@@ -2266,6 +2266,13 @@ ngx_http_sse_channels(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
     ngx_str_t    value;
     ngx_uint_t   i, k;
 
+    if (cv == NULL) {
+        /* cannot happen since merge inherits it; never dereference NULL */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "sse: no channels configured for this location");
+        return NGX_ERROR;
+    }
+
     if (ngx_http_complex_value(r, cv, &value) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -2560,6 +2567,17 @@ ngx_http_sse_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_sse_loc_conf_t *conf = child;
 
     u_char  *p;
+
+    /*
+     * an "if" block in an sse_stream or sse_publish location runs the
+     * location's handler with its own configuration: it needs the channels
+     */
+
+    if (conf->stream == NULL && conf->publish == NULL) {
+        conf->stream = prev->stream;
+        conf->publish = prev->publish;
+        conf->max_body = prev->max_body;
+    }
 
     ngx_conf_merge_value(conf->history, prev->history, 100);
     ngx_conf_merge_msec_value(conf->history_ttl, prev->history_ttl,
