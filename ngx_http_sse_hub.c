@@ -55,6 +55,7 @@ static void ngx_http_sse_wake_workers(void);
 static ngx_int_t ngx_http_sse_wake_open(ngx_cycle_t *cycle);
 static void ngx_http_sse_wake_handler(ngx_event_t *rev);
 static void ngx_http_sse_housekeeping_handler(ngx_event_t *ev);
+static void ngx_http_sse_reap_slots_locked(ngx_log_t *log);
 static ngx_http_sse_lchan_t *ngx_http_sse_lchan_lookup(
     ngx_http_sse_channel_t *ch);
 static void ngx_http_sse_lchan_put_locked(ngx_http_sse_lchan_t *lc);
@@ -151,6 +152,36 @@ ngx_http_sse_now(void)
 }
 
 
+/*
+ * A worker that died without exit_process (killed, crashed) leaves its slot
+ * behind: its cursor would hold the log, and so the zone, forever.  The
+ * master respawns a crashed worker (whose init_worker reaps), but not an
+ * old one that died during a reload: housekeeping reaps those.
+ */
+
+static void
+ngx_http_sse_reap_slots_locked(ngx_log_t *log)
+{
+    ngx_uint_t             i;
+    ngx_http_sse_shctx_t  *sh;
+
+    sh = ngx_http_sse_worker.hub->sh;
+
+    for (i = 0; i < sh->nslots; i++) {
+
+        if (sh->slots[i].pid
+            && sh->slots[i].pid != ngx_pid
+            && kill(sh->slots[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "sse: releasing the hub slot of exited worker %P",
+                          sh->slots[i].pid);
+            ngx_http_sse_slot_release_locked(&sh->slots[i]);
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_sse_hub_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
 {
@@ -171,20 +202,9 @@ ngx_http_sse_hub_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
 
     ngx_http_sse_hub_lock();
 
+    ngx_http_sse_reap_slots_locked(cycle->log);
+
     for (i = 0; i < sh->nslots; i++) {
-
-        /* a worker that died without exit_process leaves its slot behind */
-
-        if (sh->slots[i].pid
-            && sh->slots[i].pid != ngx_pid
-            && kill(sh->slots[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
-        {
-            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
-                          "sse: releasing the hub slot of exited worker %P",
-                          sh->slots[i].pid);
-            ngx_http_sse_slot_release_locked(&sh->slots[i]);
-        }
-
         if (slot == NULL && sh->slots[i].pid == 0) {
             slot = &sh->slots[i];
         }
@@ -977,6 +997,8 @@ ngx_http_sse_housekeeping_handler(ngx_event_t *ev)
     now = ngx_http_sse_now();
 
     ngx_http_sse_hub_lock();
+
+    ngx_http_sse_reap_slots_locked(ev->log);
 
     while (!ngx_queue_empty(&sh->history)) {
         q = ngx_queue_head(&sh->history);
