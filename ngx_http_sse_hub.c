@@ -579,7 +579,9 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
 {
     u_char                  *p;
     uint64_t                 now;
+    size_t                   size, need;
     ngx_uint_t               i, k, n, failed;
+    ngx_slab_pool_t         *shpool;
     ngx_http_sse_id_t        id;
     ngx_http_sse_shctx_t    *sh;
     ngx_http_sse_event_t    *ev, **evs;
@@ -604,6 +606,31 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
         if (chans[k] == NULL) {
             failed = 1;
             break;
+        }
+    }
+
+    /*
+     * what can never fit must not evict every channel's history first:
+     * more than the zone's whole page area fails at once
+     */
+
+    if (!failed) {
+        shpool = ngx_http_sse_worker.hub->shpool;
+        need = 0;
+
+        for (n = 0; n < pub->nevents * pub->ntargets; n++) {
+            size = offsetof(ngx_http_sse_event_t, data)
+                   + NGX_HTTP_SSE_ID_LINE_LEN
+                   + pub->events[n / pub->ntargets].len;
+
+            need += (size > ngx_pagesize / 2)
+                    ? ngx_align(size, ngx_pagesize) : size;
+        }
+
+        n = 0;
+
+        if (need > (size_t) (shpool->end - shpool->start)) {
+            failed = 1;
         }
     }
 
@@ -645,6 +672,15 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
     id.ms = ngx_max(now, sh->last_id.ms);
     id.seq = sh->last_id.seq;
 
+    /*
+     * the ids are taken before anything is linked: should this worker die
+     * in the loop below (the master then frees the lock), no id is given
+     * twice
+     */
+
+    sh->last_id.ms = id.ms;
+    sh->last_id.seq = id.seq + pub->nevents * pub->ntargets;
+
     for (n = 0; n < pub->nevents * pub->ntargets; n++) {
         i = n / pub->ntargets;
         k = n % pub->ntargets;
@@ -673,7 +709,6 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
         sh->kept++;
     }
 
-    sh->last_id = id;
     sh->published += pub->nevents * pub->ntargets;
 
     for (k = 0; k < pub->ntargets; k++) {
