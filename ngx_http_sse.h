@@ -100,6 +100,7 @@ typedef struct {
     ngx_queue_t                     history;
     ngx_http_sse_id_t               last_id;
     ngx_uint_t                      nslots;
+    uint32_t                        nonce;      /* in wake-up addresses */
 
     ngx_uint_t                      channels;
     ngx_uint_t                      subscribers;

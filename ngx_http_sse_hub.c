@@ -110,6 +110,18 @@ ngx_http_sse_hub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&sh->log);
     ngx_queue_init(&sh->history);
 
+    /*
+     * wake-up sockets are named in the network namespace, which nginx
+     * instances in other pid namespaces (containers on the host network)
+     * may share with the same worker pids: the name carries this zone's
+     * nonce (the mapping's address differs per instance under ASLR)
+     */
+
+    sh->nonce = (uint32_t) (ngx_random() ^ ngx_time() ^ ngx_pid
+                            ^ (uintptr_t) shm_zone->shm.addr
+                            ^ ((uint64_t) (uintptr_t) shm_zone->shm.addr
+                               >> 32));
+
     len = sizeof(" in sse zone \"\"") + shm_zone->shm.name.len;
 
     hub->shpool->log_ctx = ngx_slab_alloc(hub->shpool, len);
@@ -836,7 +848,7 @@ ngx_http_sse_hub_lookup(ngx_http_sse_target_t *t, ngx_uint_t del)
 static void
 ngx_http_sse_wake_workers(void)
 {
-    u_char                 buf[1];
+    u_char                *p, buf[1];
     ngx_uint_t             i;
     socklen_t              len;
     ngx_err_t              err;
@@ -866,10 +878,9 @@ ngx_http_sse_wake_workers(void)
 
         ngx_memzero(&sun, sizeof(struct sockaddr_un));
         sun.sun_family = AF_UNIX;
-        len = offsetof(struct sockaddr_un, sun_path) + 1
-              + ngx_sprintf((u_char *) sun.sun_path + 1, "ngx_http_sse/%P",
-                            slot->pid)
-                - (u_char *) sun.sun_path - 1;
+        p = ngx_sprintf((u_char *) sun.sun_path + 1, "ngx_http_sse/%08xD/%P",
+                        sh->nonce, slot->pid);
+        len = p - (u_char *) &sun;
 
         if (sendto(ngx_http_sse_worker.wake->fd, buf, 1, 0,
                    (struct sockaddr *) &sun, len)
@@ -894,6 +905,7 @@ ngx_http_sse_wake_workers(void)
 static ngx_int_t
 ngx_http_sse_wake_open(ngx_cycle_t *cycle)
 {
+    u_char              *p;
     socklen_t            len;
     ngx_socket_t         s;
     ngx_connection_t    *c;
@@ -911,9 +923,9 @@ ngx_http_sse_wake_open(ngx_cycle_t *cycle)
 
     ngx_memzero(&sun, sizeof(struct sockaddr_un));
     sun.sun_family = AF_UNIX;
-    len = offsetof(struct sockaddr_un, sun_path) + 1
-          + ngx_sprintf((u_char *) sun.sun_path + 1, "ngx_http_sse/%P", ngx_pid)
-            - (u_char *) sun.sun_path - 1;
+    p = ngx_sprintf((u_char *) sun.sun_path + 1, "ngx_http_sse/%08xD/%P",
+                    ngx_http_sse_worker.hub->sh->nonce, ngx_pid);
+    len = p - (u_char *) &sun;
 
     if (bind(s, (struct sockaddr *) &sun, len) == -1) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_socket_errno,
