@@ -101,6 +101,7 @@ typedef struct {
     ngx_http_sse_id_t               last_id;
     ngx_uint_t                      nslots;
     uint32_t                        nonce;      /* in wake-up addresses */
+    ngx_msec_t                      min_ttl;    /* shortest ttl seen */
 
     ngx_uint_t                      channels;
     ngx_uint_t                      subscribers;

@@ -66,6 +66,10 @@ static ngx_http_sse_msg_t *ngx_http_sse_replay_locked(
 static uint64_t ngx_http_sse_now(void);
 
 
+/* history entries housekeeping looks at per second and worker, at most */
+#define NGX_HTTP_SSE_EXPIRE_STEPS  10000
+
+
 static ngx_http_sse_worker_t  ngx_http_sse_worker;
 
 
@@ -729,6 +733,12 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
         chans[k]->history_max = pub->history;
         chans[k]->history_ttl = pub->history_ttl;
 
+        if (pub->history_ttl
+            && (sh->min_ttl == 0 || pub->history_ttl < sh->min_ttl))
+        {
+            sh->min_ttl = pub->history_ttl;
+        }
+
         while (chans[k]->nevents > pub->history) {
             ev = ngx_queue_data(ngx_queue_head(&chans[k]->history),
                                 ngx_http_sse_event_t, chan);
@@ -1030,7 +1040,8 @@ static void
 ngx_http_sse_housekeeping_handler(ngx_event_t *ev)
 {
     uint64_t                 now;
-    ngx_queue_t             *q;
+    ngx_uint_t               n;
+    ngx_queue_t             *q, *next;
     ngx_http_sse_shctx_t    *sh;
     ngx_http_sse_event_t    *e;
     ngx_http_sse_channel_t  *ch;
@@ -1047,17 +1058,32 @@ ngx_http_sse_housekeeping_handler(ngx_event_t *ev)
 
     ngx_http_sse_reap_slots_locked(ev->log);
 
-    while (!ngx_queue_empty(&sh->history)) {
-        q = ngx_queue_head(&sh->history);
+    /*
+     * the history is in id order, and channels may have different ttls:
+     * an event kept for an hour must not hold back the expiry of those
+     * behind it kept for a second.  Nothing younger than the shortest
+     * ttl can have expired; the walk is bounded per second.
+     */
+
+    n = 0;
+
+    for (q = ngx_queue_head(&sh->history);
+         q != ngx_queue_sentinel(&sh->history)
+         && n++ < NGX_HTTP_SSE_EXPIRE_STEPS;
+         q = next)
+    {
+        next = ngx_queue_next(q);
         e = ngx_queue_data(q, ngx_http_sse_event_t, all);
         ch = e->channel;
 
-        if (ch->history_ttl == 0 || e->id.ms + ch->history_ttl > now) {
+        if (sh->min_ttl == 0 || e->id.ms + sh->min_ttl > now) {
             break;
         }
 
-        ngx_http_sse_history_remove_locked(e);
-        sh->evicted++;
+        if (ch->history_ttl && e->id.ms + ch->history_ttl <= now) {
+            ngx_http_sse_history_remove_locked(e);
+            sh->evicted++;
+        }
     }
 
     ngx_http_sse_hub_unlock();
