@@ -155,8 +155,15 @@ static char *ngx_http_sse_stream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sse_publish_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_sse_set_handler(ngx_conf_t *cf,
+    ngx_http_handler_pt handler);
 static char *ngx_http_sse_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+/* "sse_retry 0" is sent ("reconnect at once"), "off" is not */
+#define NGX_HTTP_SSE_RETRY_OFF  ((ngx_msec_t) -2)
+
+static ngx_msec_t  ngx_http_sse_retry_off = NGX_HTTP_SSE_RETRY_OFF;
+
 static char *ngx_http_sse_msec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_sse_init_process(ngx_cycle_t *cycle);
@@ -212,7 +219,7 @@ static ngx_command_t  ngx_http_sse_commands[] = {
       ngx_http_sse_msec_or_off,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sse_loc_conf_t, retry),
-      NULL },
+      &ngx_http_sse_retry_off },
 
     { ngx_string("sse_heartbeat"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -2602,7 +2609,7 @@ ngx_http_sse_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->stream && conf->retry) {
+    if (conf->stream && conf->retry != NGX_HTTP_SSE_RETRY_OFF) {
         p = ngx_pnalloc(cf->pool, sizeof("retry: \n\n") - 1 + NGX_INT_T_LEN);
         if (p == NULL) {
             return NGX_CONF_ERROR;
@@ -2713,13 +2720,13 @@ ngx_http_sse_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sse_loc_conf_t *slcf = conf;
 
+    char                              *rv;
     ngx_str_t                         *value;
-    ngx_http_core_loc_conf_t          *clcf;
-    ngx_http_sse_main_conf_t          *smcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (slcf->stream || slcf->publish) {
-        return "is duplicate";
+    rv = ngx_http_sse_set_handler(cf, ngx_http_sse_stream_handler);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     value = cf->args->elts;
@@ -2739,12 +2746,6 @@ ngx_http_sse_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_sse_stream_handler;
-
-    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sse_module);
-    smcf->used = 1;
-
     return NGX_CONF_OK;
 }
 
@@ -2754,12 +2755,13 @@ ngx_http_sse_publish_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sse_loc_conf_t *slcf = conf;
 
+    char                              *rv;
     ngx_str_t                         *value;
-    ngx_http_sse_main_conf_t          *smcf;
     ngx_http_compile_complex_value_t   ccv;
 
-    if (slcf->stream || slcf->publish) {
-        return "is duplicate";
+    rv = ngx_http_sse_set_handler(cf, ngx_http_sse_publish_handler);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     value = cf->args->elts;
@@ -2780,10 +2782,6 @@ ngx_http_sse_publish_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     slcf->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    slcf->clcf->handler = ngx_http_sse_publish_handler;
-
-    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sse_module);
-    smcf->used = 1;
 
     return NGX_CONF_OK;
 }
@@ -2792,11 +2790,33 @@ ngx_http_sse_publish_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_sse_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    return ngx_http_sse_set_handler(cf, ngx_http_sse_status_handler);
+}
+
+
+/* one of sse_stream, sse_publish, sse_status per location */
+
+static char *
+ngx_http_sse_set_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
+{
     ngx_http_core_loc_conf_t  *clcf;
     ngx_http_sse_main_conf_t  *smcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_sse_status_handler;
+
+    if (clcf->handler == handler) {
+        return "is duplicate";
+    }
+
+    if (clcf->handler == ngx_http_sse_stream_handler
+        || clcf->handler == ngx_http_sse_publish_handler
+        || clcf->handler == ngx_http_sse_status_handler)
+    {
+        return "conflicts with another of sse_stream, sse_publish and "
+               "sse_status in this location";
+    }
+
+    clcf->handler = handler;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_sse_module);
     smcf->used = 1;
@@ -2822,7 +2842,7 @@ ngx_http_sse_msec_or_off(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     if (ngx_strcmp(value[1].data, "off") == 0) {
-        *msp = 0;
+        *msp = cmd->post ? *(ngx_msec_t *) cmd->post : 0;
         return NGX_CONF_OK;
     }
 

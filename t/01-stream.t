@@ -15,6 +15,7 @@ my $srv = start_nginx(
         location ~ ^/noretry/(.+)$ { sse_stream $1; sse_retry off; }
         location ~ ^/retry15/(.+)$ { sse_stream $1; sse_retry 1500ms; }
         location ~ ^/retry1m/(.+)$ { sse_stream $1; sse_retry 1m; }
+        location ~ ^/retry0/(.+)$ { sse_stream $1; sse_retry 0; }
 EOS
 );
 
@@ -76,7 +77,8 @@ sub check_stream_headers {
 }
 
 # --- custom sse_retry values
-for my $c (['/retry15/s3', 1500], ['/retry1m/s3', 60000]) {
+# (0 is sent: it asks the browser to reconnect at once; "off" sends nothing)
+for my $c (['/retry15/s3', 1500], ['/retry1m/s3', 60000], ['/retry0/s3', 0]) {
     my ($path, $ms) = @$c;
     my $s = $srv->sse_connect($path);
     is($s->status, 200, "$path: 200");

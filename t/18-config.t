@@ -67,12 +67,22 @@ my @bad = (
     ['sse_stream in server context', server => "sse_stream abc;\n"],
     ['sse_status with an argument', server => "location /s { sse_status foo; }\n"],
     ['unknown sse_ directive',    http => "sse_nonsense 1;\n"],
+    ['sse_stream and sse_status in one location',
+        server => "location /x { sse_stream a; sse_status; }\n", like => qr/conflicts/],
+    ['sse_status and sse_publish in one location',
+        server => "location /x { sse_status; sse_publish a; }\n", like => qr/conflicts/],
+    ['sse_stream and sse_publish in one location',
+        server => "location /x { sse_stream a; sse_publish a; }\n", like => qr/conflicts/],
+    ['sse_status twice', server => "location /x { sse_status; sse_status; }\n",
+        like => qr/duplicate/],
 );
 for my $c (@bad) {
     my ($name, %o) = @$c;
+    my $want = delete $o{like};
     my $r = nginx_config_test(%o);
     ok(!$r->{ok}, "$name: nginx -t fails");
     like($r->{output}, qr/\[emerg\]/, "$name: with an [emerg] message");
+    like($r->{output}, $want, "$name: it says why") if $want;
     unlike($r->{output}, qr/signal|segmentation|core dumped/i, "$name: no crash");
 }
 
