@@ -1846,6 +1846,12 @@ ngx_http_sse_parse_stream(ngx_http_request_t *r, ngx_str_t *body,
     p = body->data;
     last = p + body->len;
 
+    /* a leading byte order mark is skipped, as EventSource skips it */
+
+    if (last - p >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+        p += 3;
+    }
+
     seen = 0;
     has_data = 0;
     has_type = 0;

@@ -55,6 +55,7 @@ my @cases = (
     ['type resets per event', "event: t1\ndata: a\n\ndata: b\n\n", [['t1', 'a'], ['message', 'b']]],
     ['last type wins', "event: one\nevent: two\ndata: c\n\n", [['two', 'c']]],
     ['data with colons', "data: k: v\ndata:: w\n\n", [['message', "k: v\n: w"]]],
+    ['leading byte order mark', "\xef\xbb\xbfevent: bom\ndata: m\n\n", [['bom', 'm']]],
 );
 for my $c (@cases) {
     my ($name, $body, $want) = @$c;
