@@ -102,6 +102,8 @@ typedef struct {
     ngx_uint_t                      nslots;
     uint32_t                        nonce;      /* in wake-up addresses */
     ngx_msec_t                      min_ttl;    /* shortest ttl seen */
+    ngx_uint_t                      hist_pages; /* of large kept events */
+    ngx_uint_t                      hist_small; /* small kept events */
 
     ngx_uint_t                      channels;
     ngx_uint_t                      subscribers;

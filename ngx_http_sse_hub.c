@@ -66,6 +66,20 @@ static ngx_http_sse_msg_t *ngx_http_sse_replay_locked(
 static uint64_t ngx_http_sse_now(void);
 
 
+/*
+ * The pages of the zone an event of len bytes (id line aside) takes when
+ * it is larger than the slab allocator's largest slot; 0 when it is not.
+ * The id line is counted at its longest, here and in the allocation.
+ */
+
+#define ngx_http_sse_event_pages(len)                                         \
+    ((offsetof(ngx_http_sse_event_t, data) + NGX_HTTP_SSE_ID_LINE_LEN + (len) \
+      > ngx_pagesize / 2)                                                     \
+     ? (offsetof(ngx_http_sse_event_t, data) + NGX_HTTP_SSE_ID_LINE_LEN      \
+        + (len) + ngx_pagesize - 1) / ngx_pagesize                            \
+     : 0)
+
+
 /* history entries housekeeping looks at per second and worker, at most */
 #define NGX_HTTP_SSE_EXPIRE_STEPS  10000
 
@@ -442,6 +456,7 @@ ngx_http_sse_evict_oldest_locked(void)
 static void
 ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev)
 {
+    ngx_uint_t             pages;
     ngx_http_sse_shctx_t  *sh;
 
     sh = ngx_http_sse_worker.hub->sh;
@@ -452,6 +467,15 @@ ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev)
 
     ev->channel->nevents--;
     sh->kept--;
+
+    pages = ngx_http_sse_event_pages(ev->len);
+
+    if (pages) {
+        sh->hist_pages -= pages;
+
+    } else {
+        sh->hist_small--;
+    }
 
     if (!ev->in_log) {
         ngx_http_sse_event_free_locked(ev);
@@ -627,7 +651,9 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
 
     /*
      * what can never fit must not evict every channel's history first:
-     * more than the zone's whole page area fails at once
+     * the pages its large events need are compared with the free pages
+     * plus all that evicting the whole history could free (a small kept
+     * event frees at most the page it is in)
      */
 
     if (!failed) {
@@ -635,17 +661,13 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
         need = 0;
 
         for (n = 0; n < pub->nevents * pub->ntargets; n++) {
-            size = offsetof(ngx_http_sse_event_t, data)
-                   + NGX_HTTP_SSE_ID_LINE_LEN
-                   + pub->events[n / pub->ntargets].len;
-
-            need += (size > ngx_pagesize / 2)
-                    ? ngx_align(size, ngx_pagesize) : size;
+            i = n / pub->ntargets;
+            need += ngx_http_sse_event_pages(pub->events[i].len);
         }
 
         n = 0;
 
-        if (need > (size_t) (shpool->end - shpool->start)) {
+        if (need > shpool->pfree + sh->hist_pages + sh->hist_small) {
             failed = 1;
         }
     }
@@ -723,6 +745,15 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
         ev->in_history = 1;
         chans[k]->nevents++;
         sh->kept++;
+
+        size = ngx_http_sse_event_pages(ev->len);
+
+        if (size) {
+            sh->hist_pages += size;
+
+        } else {
+            sh->hist_small++;
+        }
     }
 
     sh->published += pub->nevents * pub->ntargets;

@@ -45,4 +45,22 @@ my @ev = $s->read_events(count => 1, timeout => 5);
 is(length($ev[0] && $ev[0]{data} // ''), 600 * 1024, 'and it is delivered whole');
 
 $srv->stop;
+
+# nearly the zone's size: more than it can hold once its own structures
+# are counted, so refused at once too
+$srv = start_nginx(
+    workers => 1,
+    http => "sse_zone tiny:256k;\nclient_max_body_size 8m;\nsse_max_message_size 4m;\n",
+);
+my $ok = 0;
+$ok += $srv->publish('/pub/keep', "$_ " . ('k' x 10_000))->{status} == 201 for 1 .. 10;
+is($ok, 10, '10 events of 10 kB kept in a 256 kB zone');
+$r = $srv->publish('/pub/other', 'Z' x 250_000);
+check_json_error($r, 507, 'an event of 250,000 bytes in a 256 kB zone');
+is($srv->stat('events_kept'), 10, 'the 10 events are still kept');
+is($srv->stat('history_evicted'), 0, 'nothing was evicted');
+$r = $srv->publish('/pub/other', 'W' x 150_000);
+is($r->{status}, 201, 'an event of 150,000 bytes gets in, making room');
+ok($srv->stat('history_evicted') > 0, 'by evicting the oldest events');
+$srv->stop;
 done_testing;
