@@ -619,9 +619,7 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
 {
     u_char                  *p;
     uint64_t                 now;
-    size_t                   size, need;
-    ngx_uint_t               i, k, n, failed;
-    ngx_slab_pool_t         *shpool;
+    ngx_uint_t               i, k, n, failed, need, pages;
     ngx_http_sse_id_t        id;
     ngx_http_sse_shctx_t    *sh;
     ngx_http_sse_event_t    *ev, **evs;
@@ -657,17 +655,15 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
      */
 
     if (!failed) {
-        shpool = ngx_http_sse_worker.hub->shpool;
         need = 0;
 
-        for (n = 0; n < pub->nevents * pub->ntargets; n++) {
-            i = n / pub->ntargets;
+        for (i = 0; i < pub->nevents; i++) {
             need += ngx_http_sse_event_pages(pub->events[i].len);
         }
 
-        n = 0;
-
-        if (need > shpool->pfree + sh->hist_pages + sh->hist_small) {
+        if (need * pub->ntargets > ngx_http_sse_worker.hub->shpool->pfree
+                                   + sh->hist_pages + sh->hist_small)
+        {
             failed = 1;
         }
     }
@@ -746,10 +742,10 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
         chans[k]->nevents++;
         sh->kept++;
 
-        size = ngx_http_sse_event_pages(ev->len);
+        pages = ngx_http_sse_event_pages(ev->len);
 
-        if (size) {
-            sh->hist_pages += size;
+        if (pages) {
+            sh->hist_pages += pages;
 
         } else {
             sh->hist_small++;

@@ -159,15 +159,16 @@ static char *ngx_http_sse_set_handler(ngx_conf_t *cf,
     ngx_http_handler_pt handler);
 static char *ngx_http_sse_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-/* "sse_retry 0" is sent ("reconnect at once"), "off" is not */
-#define NGX_HTTP_SSE_RETRY_OFF  ((ngx_msec_t) -2)
-
-static ngx_msec_t  ngx_http_sse_retry_off = NGX_HTTP_SSE_RETRY_OFF;
-
 static char *ngx_http_sse_msec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sse_exit_process(ngx_cycle_t *cycle);
+
+
+/* "sse_retry 0" is sent ("reconnect at once"), "off" is not */
+#define NGX_HTTP_SSE_RETRY_OFF  ((ngx_msec_t) -2)
+
+static ngx_msec_t  ngx_http_sse_retry_off = NGX_HTTP_SSE_RETRY_OFF;
 
 
 static ngx_command_t  ngx_http_sse_commands[] = {
@@ -1049,7 +1050,7 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
          * send in c->ssl->buf (c->buffered), after the bufs were consumed
          */
 
-        if ((sub->busy || c->buffered) && c->write->ready) {
+        if ((sub->busy || c->buffered) && wev->ready) {
             cl = c->send_chain(c, sub->busy, 0);
 
             if (cl == NGX_CHAIN_ERROR) {
@@ -1091,11 +1092,11 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
         }
 
         if (sub->raw) {
-            rc = ngx_handle_write_event(c->write, 0);
+            rc = ngx_handle_write_event(wev, 0);
 
         } else {
             clcf = ngx_http_get_module_loc_conf(sub->r, ngx_http_core_module);
-            rc = ngx_handle_write_event(c->write, clcf->send_lowat);
+            rc = ngx_handle_write_event(wev, clcf->send_lowat);
         }
 
         if (rc != NGX_OK) {
