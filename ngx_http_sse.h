@@ -2,10 +2,26 @@
 /*
  * ngx_http_sse_module: a Server-Sent Events hub inside nginx.
  *
- * The hub lives in one shared zone: channels in an rbtree, the events each
- * channel keeps for replay, and one hub-wide log of events in id order that
- * every worker reads with a cursor of its own.  A worker is woken by a
- * datagram on its own socket; the wake-up carries no data.
+ * The types and prototypes the module's files share.  The files are layers;
+ * each calls only those below it:
+ *
+ *   ngx_http_sse_module.c     directives, configuration, worker start/exit
+ *   ngx_http_sse_stream.c     the subscriber: stream handler, takeover,
+ *                             writing, heartbeat, what a worker delivers
+ *   ngx_http_sse_publish.c    the publish and channel-info handlers
+ *   ngx_http_sse_status.c     sse_status
+ *   ngx_http_sse_request.c    what every handler does with its request:
+ *                             its channels, its JSON answers
+ *   ngx_http_sse_event.c      pure parts, no request: body parser, checks,
+ *                             UTF-8, framing, channel lists, ids
+ *   ngx_http_sse_worker.c     a worker's side of the hub: wake-ups, reading
+ *                             the log into its blocks, its channels
+ *   ngx_http_sse_hub.c        the shared zone: channels, kept events, the
+ *                             log, ids, counters, the one publish entry point
+ *
+ * The hub never calls up by name: the worker side registers what the hub
+ * calls when the zone changes, and the stream side registers what a worker
+ * calls with the events it read (as upstream takes u->process_header).
  */
 
 
@@ -30,10 +46,44 @@
 #define NGX_HTTP_SSE_BLOCK_MIN      256
 #define NGX_HTTP_SSE_BLOCK_MAX      4000
 
-/* "id: " <ms> "-" <seq> "\n" */
+/* <ms> "-" <seq> */
 #define NGX_HTTP_SSE_ID_LEN         (NGX_INT64_LEN * 2 + 1)
+/* "id: " <id> "\n" */
 #define NGX_HTTP_SSE_ID_LINE_LEN    (sizeof("id: \n") - 1 + NGX_HTTP_SSE_ID_LEN)
 
+/* "sse_retry 0" is sent ("reconnect at once"), "off" is not */
+#define NGX_HTTP_SSE_RETRY_OFF      ((ngx_msec_t) -2)
+
+
+/* configuration */
+
+typedef struct {
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_flag_t                      used;
+} ngx_http_sse_main_conf_t;
+
+
+typedef struct {
+    ngx_http_complex_value_t       *stream;
+    ngx_http_complex_value_t       *publish;
+
+    ngx_int_t                       history;
+    ngx_msec_t                      history_ttl;
+    ngx_msec_t                      retry;
+    ngx_msec_t                      heartbeat;
+    size_t                          max_pending;
+    ngx_int_t                       max_subscribers;
+    size_t                          max_message_size;
+
+    /* client_max_body_size of a publish location, answered in JSON here */
+    off_t                           max_body;
+    ngx_http_core_loc_conf_t       *clcf;
+
+    ngx_str_t                       retry_line;
+} ngx_http_sse_loc_conf_t;
+
+
+/* the zone */
 
 typedef struct {
     uint64_t                        ms;
@@ -63,11 +113,9 @@ typedef struct {
 struct ngx_http_sse_channel_s {
     ngx_str_node_t                  sn;
     ngx_queue_t                     history;
-    ngx_queue_t                     wchans;
     ngx_uint_t                      nevents;    /* kept for replay */
     ngx_uint_t                      refs;       /* events, wchans, pins */
     ngx_uint_t                      nsubs;      /* all workers */
-    ngx_uint_t                      history_max;
     ngx_msec_t                      history_ttl;
     ngx_http_sse_id_t               last_id;
     u_char                          name[1];
@@ -77,12 +125,13 @@ struct ngx_http_sse_channel_s {
 /* the subscribers one worker has on one channel */
 
 typedef struct {
-    ngx_queue_t                     chan_q;
     ngx_queue_t                     slot_q;
     ngx_http_sse_channel_t         *channel;
     ngx_uint_t                      nsubs;
 } ngx_http_sse_wchan_t;
 
+
+/* a worker's place in the hub */
 
 typedef struct {
     ngx_pid_t                       pid;
@@ -124,67 +173,15 @@ typedef struct {
 } ngx_http_sse_hub_t;
 
 
-/* one worker's copy of events, shared by its subscribers' bufs */
-
-typedef struct ngx_http_sse_lchan_s  ngx_http_sse_lchan_t;
+/* what the hub keeps of a channel's events */
 
 typedef struct {
-    ngx_uint_t                      refs;
-    ngx_http_sse_lchan_t           *lchan;      /* whose block it is */
-    u_char                         *pos;        /* the events */
-    size_t                          len;
-    size_t                          size;       /* room after pos */
-    u_char                          data[1];
-} ngx_http_sse_msg_t;
+    ngx_uint_t                      history;    /* events */
+    ngx_msec_t                      history_ttl;
+} ngx_http_sse_policy_t;
 
 
-/* worker-local: one worker's view of a channel it has subscribers on */
-
-struct ngx_http_sse_lchan_s {
-    ngx_rbtree_node_t               node;       /* key: channel address */
-    ngx_http_sse_channel_t         *channel;
-    ngx_http_sse_wchan_t           *wchan;
-    ngx_queue_t                     links;      /* streams of this channel */
-    ngx_queue_t                     mlinks;     /* streams of several */
-    ngx_uint_t                      n;
-
-    /*
-     * the channel's events, appended to one block until it is full, so
-     * that a stream's pending events stay one buf
-     */
-    ngx_http_sse_msg_t             *block;
-
-    /* what one read of the hub log brought for this channel */
-    ngx_http_sse_lchan_t           *round_next;
-    ngx_http_sse_msg_t             *round;      /* the block they are in */
-    u_char                         *round_pos;
-    size_t                          round_size;
-    ngx_uint_t                      round_events;
-    unsigned                        round_touched:1;
-    unsigned                        round_end:1;  /* then end the streams */
-};
-
-
-typedef struct ngx_http_sse_sub_s  ngx_http_sse_sub_t;
-
-typedef struct {
-    ngx_queue_t                     queue;      /* in lchan->(m)links */
-    ngx_http_sse_sub_t             *sub;
-    ngx_http_sse_lchan_t           *lchan;
-} ngx_http_sse_link_t;
-
-
-/* one event of a read of the hub log, in id order */
-
-typedef struct {
-    ngx_http_sse_lchan_t           *lchan;
-    ngx_http_sse_msg_t             *msg;        /* NULL: end the streams */
-    u_char                         *pos;        /* the event in msg */
-    size_t                          len;
-} ngx_http_sse_delivery_t;
-
-
-/* one channel of a publish, get or delete */
+/* one channel of a publish, or of a channel's info or deletion */
 
 typedef struct {
     ngx_str_t                       name;
@@ -195,26 +192,15 @@ typedef struct {
 } ngx_http_sse_target_t;
 
 
+/* a publish: every event to every target, in order, or nothing */
+
 typedef struct {
     ngx_str_t                      *events;     /* framed, without "id:" */
     ngx_uint_t                      nevents;
-    ngx_http_sse_target_t          *targets;
+    ngx_http_sse_target_t          *targets;    /* at most 16 */
     ngx_uint_t                      ntargets;
-    ngx_uint_t                      history;
-    ngx_msec_t                      history_ttl;
-    ngx_http_sse_event_t          **scratch;    /* nevents * ntargets */
+    ngx_http_sse_policy_t           policy;
 } ngx_http_sse_publish_t;
-
-
-typedef struct {
-    ngx_str_t                      *names;
-    ngx_uint_t                      n;
-    ngx_uint_t                      max_subscribers;
-    ngx_http_sse_id_t               last_id;
-    ngx_uint_t                      resume;     /* last_id is set */
-    ngx_http_sse_lchan_t          **lchans;     /* out, n of them */
-    ngx_http_sse_msg_t             *replay;     /* out, or NULL */
-} ngx_http_sse_subscribe_t;
 
 
 typedef struct {
@@ -231,31 +217,202 @@ typedef struct {
 } ngx_http_sse_stats_t;
 
 
+/* a worker's side: its copy of events, shared by its subscribers' bufs */
+
+typedef struct ngx_http_sse_lchan_s  ngx_http_sse_lchan_t;
+
+typedef struct {
+    ngx_uint_t                      refs;
+    ngx_http_sse_lchan_t           *lchan;      /* whose block it is */
+    u_char                         *pos;        /* the events */
+    size_t                          len;
+    size_t                          size;       /* room after pos */
+    u_char                          data[1];
+} ngx_http_sse_block_t;
+
+
+/* a worker's view of a channel it has subscribers on */
+
+struct ngx_http_sse_lchan_s {
+    ngx_rbtree_node_t               node;       /* key: channel address */
+    ngx_http_sse_channel_t         *channel;
+    ngx_http_sse_wchan_t           *wchan;
+    ngx_queue_t                     links;      /* streams of this channel */
+    ngx_queue_t                     mlinks;     /* streams of several */
+    ngx_uint_t                      n;
+
+    /*
+     * the channel's events, appended to one block until it is full, so
+     * that a stream's pending events stay one buf
+     */
+    ngx_http_sse_block_t           *block;
+
+    /* what one read of the hub log brought for this channel */
+    ngx_http_sse_lchan_t           *round_next;
+    ngx_http_sse_block_t           *round;      /* the block they are in */
+    u_char                         *round_pos;
+    size_t                          round_size;
+    ngx_uint_t                      round_events;
+    unsigned                        round_touched:1;
+    unsigned                        round_end:1;  /* then end the streams */
+};
+
+
+typedef struct ngx_http_sse_sub_s  ngx_http_sse_sub_t;
+
+/* a stream's place among a channel's streams in its worker */
+
+typedef struct {
+    ngx_queue_t                     queue;      /* in lchan->(m)links */
+    ngx_http_sse_sub_t             *sub;
+    ngx_http_sse_lchan_t           *lchan;
+} ngx_http_sse_link_t;
+
+
+/* one event of a read of the hub log, in id order */
+
+typedef struct {
+    ngx_http_sse_lchan_t           *lchan;
+    ngx_http_sse_block_t           *block;
+    u_char                         *pos;        /* the event in the block */
+    size_t                          len;
+} ngx_http_sse_delivery_t;
+
+
+typedef struct {
+    ngx_str_t                      *names;
+    ngx_uint_t                      n;
+    ngx_uint_t                      max_subscribers;
+    ngx_http_sse_id_t               last_id;
+    ngx_uint_t                      resume;     /* last_id is set */
+    ngx_http_sse_lchan_t          **lchans;     /* out, n of them */
+    ngx_http_sse_block_t           *replay;     /* out, or NULL */
+} ngx_http_sse_subscribe_t;
+
+
+/* what a worker calls with what it read: the stream side registers it */
+
+typedef struct {
+    void                          (*deliver)(ngx_http_sse_delivery_t *d,
+                                       ngx_uint_t n,
+                                       ngx_http_sse_lchan_t *touched);
+    void                          (*end_all)(void);
+} ngx_http_sse_streams_t;
+
+
+/* an event as published, before it is framed */
+
+typedef struct {
+    ngx_str_t                       type;
+    ngx_str_t                       data;
+} ngx_http_sse_fields_t;
+
+
+extern ngx_module_t  ngx_http_sse_module;
+
+
+/* ngx_http_sse_hub.c: the zone */
+
 ngx_int_t ngx_http_sse_hub_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_int_t ngx_http_sse_hub_init_worker(ngx_cycle_t *cycle,
-    ngx_http_sse_hub_t *hub);
-void ngx_http_sse_hub_exit_worker(ngx_cycle_t *cycle);
+void ngx_http_sse_hub_set(ngx_http_sse_hub_t *hub, void (*changed)(void));
+ngx_http_sse_hub_t *ngx_http_sse_hub_get(void);
+void ngx_http_sse_hub_lock(void);
+void ngx_http_sse_hub_unlock(void);
+uint64_t ngx_http_sse_hub_now(void);
+
+ngx_http_sse_slot_t *ngx_http_sse_hub_attach(ngx_log_t *log);
+void ngx_http_sse_hub_detach(ngx_http_sse_slot_t *slot);
+void ngx_http_sse_hub_reap_slots_locked(ngx_log_t *log);
+void ngx_http_sse_hub_expire(ngx_log_t *log);
 
 ngx_int_t ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub,
     ngx_log_t *log);
-ngx_int_t ngx_http_sse_hub_lookup(ngx_http_sse_target_t *t, ngx_uint_t del);
-ngx_int_t ngx_http_sse_hub_subscribe(ngx_http_sse_subscribe_t *s,
+ngx_int_t ngx_http_sse_hub_channel_info(ngx_http_sse_target_t *t);
+ngx_int_t ngx_http_sse_hub_channel_delete(ngx_http_sse_target_t *t,
     ngx_log_t *log);
-void ngx_http_sse_hub_unsubscribe(ngx_http_sse_lchan_t **lchans,
+
+ngx_int_t ngx_http_sse_hub_channels_get_locked(ngx_str_t *names,
+    ngx_uint_t n, ngx_uint_t max_subscribers, ngx_http_sse_channel_t **chans);
+void ngx_http_sse_hub_channels_put_locked(ngx_http_sse_channel_t **chans,
     ngx_uint_t n);
-void ngx_http_sse_hub_read(void);
+void ngx_http_sse_hub_channel_put_locked(ngx_http_sse_channel_t *ch);
+ngx_http_sse_wchan_t *ngx_http_sse_hub_wchan_add_locked(
+    ngx_http_sse_slot_t *slot, ngx_http_sse_channel_t *ch);
+void ngx_http_sse_hub_wchan_free_locked(ngx_http_sse_wchan_t *wc);
+void ngx_http_sse_hub_join_locked(ngx_http_sse_slot_t *slot,
+    ngx_http_sse_wchan_t **wchans, ngx_uint_t n);
+void ngx_http_sse_hub_leave_locked(ngx_http_sse_slot_t *slot,
+    ngx_http_sse_wchan_t **wchans, ngx_uint_t n);
+void ngx_http_sse_hub_trim_log_locked(void);
+ngx_int_t ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans,
+    ngx_uint_t n, ngx_http_sse_id_t *after, ngx_http_sse_block_t **replay,
+    ngx_log_t *log);
+
 void ngx_http_sse_hub_stats(ngx_http_sse_stats_t *st);
 void ngx_http_sse_hub_count_slow(void);
 void ngx_http_sse_hub_count_delivered(ngx_uint_t n);
 
-void ngx_http_sse_msg_release(ngx_http_sse_msg_t *msg);
+
+/* ngx_http_sse_worker.c: this worker's side of the hub */
+
+ngx_int_t ngx_http_sse_worker_init(ngx_cycle_t *cycle,
+    ngx_http_sse_hub_t *hub, ngx_http_sse_streams_t *streams);
+void ngx_http_sse_worker_exit(ngx_cycle_t *cycle);
+void ngx_http_sse_worker_read(void);
+ngx_int_t ngx_http_sse_worker_subscribe(ngx_http_sse_subscribe_t *s,
+    ngx_log_t *log);
+void ngx_http_sse_worker_unsubscribe(ngx_http_sse_lchan_t **lchans,
+    ngx_uint_t n);
+void ngx_http_sse_block_release(ngx_http_sse_block_t *block);
+
+
+/* ngx_http_sse_event.c: no request */
+
+ngx_int_t ngx_http_sse_parse_body(ngx_pool_t *pool, ngx_str_t *body,
+    ngx_array_t *events, const char **err);
+ngx_int_t ngx_http_sse_check_event(ngx_http_sse_fields_t *e, size_t max,
+    const char **err);
+ngx_int_t ngx_http_sse_valid_utf8(u_char *p, size_t len);
+ngx_int_t ngx_http_sse_frame(ngx_pool_t *pool, ngx_http_sse_fields_t *e,
+    ngx_str_t *out);
+ngx_int_t ngx_http_sse_parse_channels(ngx_str_t *value, ngx_str_t *names,
+    ngx_uint_t *n, const char **err);
+ngx_uint_t ngx_http_sse_is_event_stream(ngx_str_t *content_type);
 u_char *ngx_http_sse_id_format(u_char *p, ngx_http_sse_id_t *id);
 ngx_int_t ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id);
 
-/* the module's side, called by the hub */
-void ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
-    ngx_http_sse_lchan_t *touched);
-void ngx_http_sse_end_all(void);
+#define ngx_http_sse_id_gt(a, b)                                              \
+    ((a)->ms > (b)->ms || ((a)->ms == (b)->ms && (a)->seq > (b)->seq))
+
+extern ngx_str_t  ngx_http_sse_message;
+
+
+/* ngx_http_sse_request.c: a handler's request */
+
+ngx_int_t ngx_http_sse_request_channels(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *names, ngx_uint_t *n,
+    const char **err);
+ngx_int_t ngx_http_sse_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len);
+ngx_int_t ngx_http_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *data, size_t len);
+ngx_int_t ngx_http_sse_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *msg);
+ngx_int_t ngx_http_sse_not_allowed(ngx_http_request_t *r,
+    const char *allow);
+ngx_table_elt_t *ngx_http_sse_add_header(ngx_http_request_t *r,
+    const char *key, const char *value);
+
+
+/* the handlers, set by the directives */
+
+ngx_int_t ngx_http_sse_stream_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sse_publish_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_sse_status_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_sse_stream_init_worker(ngx_cycle_t *cycle,
+    ngx_http_sse_hub_t *hub);
+void ngx_http_sse_stream_exit_worker(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_SSE_H_INCLUDED_ */

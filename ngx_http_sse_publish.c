@@ -1,0 +1,478 @@
+
+/*
+ * ngx_http_sse_module: the sse_publish location.  POST and PUT publish the
+ * body (a text/event-stream batch, or one event of any other type), GET
+ * tells a channel's state and DELETE forgets it; every answer is JSON.
+ *
+ * Calls: ngx_http_sse_request.c, ngx_http_sse_event.c, and the hub's one
+ * publish entry point and channel calls.
+ */
+
+
+#include "ngx_http_sse.h"
+
+
+static void ngx_http_sse_publish_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sse_publish_request(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sse_body_too_large(ngx_http_request_t *r,
+    off_t size);
+static ngx_int_t ngx_http_sse_read_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_sse_body_events(ngx_http_request_t *r,
+    ngx_str_t *body, ngx_array_t *events, const char **err);
+static ngx_int_t ngx_http_sse_type_arg(ngx_http_request_t *r,
+    ngx_str_t *type);
+static ngx_int_t ngx_http_sse_check_events(ngx_http_request_t *r,
+    ngx_array_t *events, size_t max, const char **err);
+static ngx_int_t ngx_http_sse_publish_prepare(ngx_http_request_t *r,
+    ngx_array_t *events, ngx_str_t *names, ngx_uint_t n,
+    ngx_http_sse_publish_t *pub);
+static ngx_int_t ngx_http_sse_channel_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sse_send_targets(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_http_sse_target_t *t, ngx_uint_t n);
+
+
+ngx_int_t
+ngx_http_sse_publish_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    switch (r->method) {
+
+    case NGX_HTTP_GET:
+    case NGX_HTTP_DELETE:
+        return ngx_http_sse_channel_handler(r);
+
+    case NGX_HTTP_POST:
+    case NGX_HTTP_PUT:
+        break;
+
+    default:
+        return ngx_http_sse_not_allowed(r, "GET, POST, PUT, DELETE");
+    }
+
+    if (ngx_http_sse_body_too_large(r, r->headers_in.content_length_n)) {
+        return ngx_http_sse_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "request body too large");
+    }
+
+    rc = ngx_http_read_client_request_body(r,
+                                           ngx_http_sse_publish_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_sse_publish_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_finalize_request(r, ngx_http_sse_publish_request(r));
+}
+
+
+/* the body is read: checked, framed, published, answered */
+
+static ngx_int_t
+ngx_http_sse_publish_request(ngx_http_request_t *r)
+{
+    const char               *err;
+    ngx_int_t                 rc;
+    ngx_str_t                 body, names[NGX_HTTP_SSE_MAX_CHANNELS];
+    ngx_uint_t                n;
+    ngx_array_t               events;
+    ngx_http_sse_publish_t    pub;
+    ngx_http_sse_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    rc = ngx_http_sse_request_channels(r, slcf->publish, names, &n, &err);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_sse_error(r, NGX_HTTP_BAD_REQUEST, err);
+    }
+
+    rc = ngx_http_sse_read_body(r, &body);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_sse_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                  "request body too large");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_sse_body_events(r, &body, &events, &err);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_sse_error(r, NGX_HTTP_BAD_REQUEST, err);
+    }
+
+    rc = ngx_http_sse_check_events(r, &events, slcf->max_message_size, &err);
+    if (rc != NGX_OK) {
+        return ngx_http_sse_error(r, rc, err);
+    }
+
+    if (ngx_http_sse_publish_prepare(r, &events, names, n, &pub) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_sse_hub_publish(&pub, r->connection->log);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_sse_error(r, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                  "no room in the sse zone");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_sse_send_targets(r, NGX_HTTP_CREATED, pub.targets, n);
+}
+
+
+/* client_max_body_size of the publish location, answered in JSON */
+
+static ngx_int_t
+ngx_http_sse_body_too_large(ngx_http_request_t *r, off_t size)
+{
+    ngx_http_sse_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    if (slcf->max_body == 0 || size <= slcf->max_body) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "sse: publish body of %O bytes is over "
+                  "client_max_body_size", size);
+
+    return 1;
+}
+
+
+/* the body in one piece, from memory or temp file; NGX_DECLINED: too large */
+
+static ngx_int_t
+ngx_http_sse_read_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    off_t         size;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = (u_char *) "";
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    if (ngx_http_sse_body_too_large(r, size)) {
+        return NGX_DECLINED;
+    }
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+
+            if (n != b->file_last - b->file_pos) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              "sse: cannot read the publish body from "
+                              "\"%V\"", &b->file->name);
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The events of the body: a text/event-stream body is parsed; any other
+ * is the data of one event, of the type "?event=" says (default message).
+ */
+
+static ngx_int_t
+ngx_http_sse_body_events(ngx_http_request_t *r, ngx_str_t *body,
+    ngx_array_t *events, const char **err)
+{
+    ngx_http_sse_fields_t  *e;
+
+    if (ngx_array_init(events, r->pool, 4, sizeof(ngx_http_sse_fields_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (r->headers_in.content_type
+        && ngx_http_sse_is_event_stream(&r->headers_in.content_type->value))
+    {
+        return ngx_http_sse_parse_body(r->pool, body, events, err);
+    }
+
+    e = ngx_array_push(events);
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    e->data = *body;
+
+    return ngx_http_sse_type_arg(r, &e->type);
+}
+
+
+static ngx_int_t
+ngx_http_sse_type_arg(ngx_http_request_t *r, ngx_str_t *type)
+{
+    u_char  *dst, *src;
+
+    if (ngx_http_arg(r, (u_char *) "event", sizeof("event") - 1, type)
+        != NGX_OK)
+    {
+        *type = ngx_http_sse_message;
+        return NGX_OK;
+    }
+
+    dst = ngx_pnalloc(r->pool, type->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    src = type->data;
+    type->data = dst;
+
+    ngx_unescape_uri(&dst, &src, type->len, 0);
+    type->len = dst - type->data;
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK, or the status to answer with: nothing is published half-way */
+
+static ngx_int_t
+ngx_http_sse_check_events(ngx_http_request_t *r, ngx_array_t *events,
+    size_t max, const char **err)
+{
+    ngx_int_t               rc;
+    ngx_uint_t              i;
+    ngx_http_sse_fields_t  *e;
+
+    e = events->elts;
+
+    for (i = 0; i < events->nelts; i++) {
+        rc = ngx_http_sse_check_event(&e[i], max, err);
+
+        if (rc != NGX_OK) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "sse: publish refused: %s", *err);
+            return rc;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the events framed, the channels named, the location's retention */
+
+static ngx_int_t
+ngx_http_sse_publish_prepare(ngx_http_request_t *r, ngx_array_t *events,
+    ngx_str_t *names, ngx_uint_t n, ngx_http_sse_publish_t *pub)
+{
+    ngx_uint_t                i;
+    ngx_http_sse_fields_t    *e;
+    ngx_http_sse_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    pub->nevents = events->nelts;
+    pub->ntargets = n;
+    pub->policy.history = slcf->history;
+    pub->policy.history_ttl = slcf->history_ttl;
+
+    pub->events = ngx_palloc(r->pool, pub->nevents * sizeof(ngx_str_t));
+    pub->targets = ngx_pcalloc(r->pool, n * sizeof(ngx_http_sse_target_t));
+
+    if (pub->events == NULL || pub->targets == NULL) {
+        return NGX_ERROR;
+    }
+
+    e = events->elts;
+
+    for (i = 0; i < pub->nevents; i++) {
+        if (ngx_http_sse_frame(r->pool, &e[i], &pub->events[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        pub->targets[i].name = names[i];
+    }
+
+    return NGX_OK;
+}
+
+
+/* GET: a channel's state; DELETE: its history forgotten, its streams ended */
+
+static ngx_int_t
+ngx_http_sse_channel_handler(ngx_http_request_t *r)
+{
+    const char               *err;
+    ngx_int_t                 rc;
+    ngx_str_t                 names[NGX_HTTP_SSE_MAX_CHANNELS];
+    ngx_uint_t                i, n, found;
+    ngx_http_sse_target_t    *t;
+    ngx_http_sse_loc_conf_t  *slcf;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    rc = ngx_http_sse_request_channels(r, slcf->publish, names, &n, &err);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_sse_error(r, NGX_HTTP_BAD_REQUEST, err);
+    }
+
+    t = ngx_pcalloc(r->pool, n * sizeof(ngx_http_sse_target_t));
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    found = 0;
+
+    for (i = 0; i < n; i++) {
+        t[i].name = names[i];
+
+        if (r->method == NGX_HTTP_DELETE) {
+            rc = ngx_http_sse_hub_channel_delete(&t[i], r->connection->log);
+
+        } else {
+            rc = ngx_http_sse_hub_channel_info(&t[i]);
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_sse_error(r, NGX_HTTP_INSUFFICIENT_STORAGE,
+                                      "no room in the sse zone");
+        }
+
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        found += t[i].found;
+    }
+
+    if (found == 0) {
+        return ngx_http_sse_error(r, NGX_HTTP_NOT_FOUND, "channel not found");
+    }
+
+    return ngx_http_sse_send_targets(r, NGX_HTTP_OK, t, n);
+}
+
+
+/*
+ * {"channel":..,"id":..,"events":..,"subscribers":..}, or an array of them
+ * for several channels
+ */
+
+static ngx_int_t
+ngx_http_sse_send_targets(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_http_sse_target_t *t, ngx_uint_t n)
+{
+    u_char      *buf, *p;
+    size_t       size;
+    ngx_uint_t   i;
+
+    size = 3;
+
+    for (i = 0; i < n; i++) {
+        size += sizeof("{\"channel\":\"\",\"id\":\"\",\"events\":,"
+                       "\"subscribers\":},") - 1
+                + t[i].name.len + NGX_HTTP_SSE_ID_LEN + 2 * NGX_INT64_LEN;
+    }
+
+    buf = ngx_pnalloc(r->pool, size);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = buf;
+
+    if (n > 1) {
+        *p++ = '[';
+    }
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_sprintf(p, "{\"channel\":\"%V\",\"id\":\"", &t[i].name);
+
+        if (t[i].last_id.seq) {
+            p = ngx_http_sse_id_format(p, &t[i].last_id);
+        }
+
+        p = ngx_sprintf(p, "\",\"events\":%ui,\"subscribers\":%ui}",
+                        t[i].nevents, t[i].nsubs);
+    }
+
+    if (n > 1) {
+        *p++ = ']';
+    }
+
+    *p++ = '\n';
+
+    return ngx_http_sse_send_json(r, status, buf, p - buf);
+}

@@ -1,0 +1,115 @@
+
+/*
+ * ngx_http_sse_module: the sse_status location: the hub's figures, all
+ * workers together, as JSON or in Prometheus's text format.
+ *
+ * Calls: ngx_http_sse_request.c and the hub's counters.
+ */
+
+
+#include "ngx_http_sse.h"
+
+
+static ngx_uint_t ngx_http_sse_status_prometheus(ngx_http_request_t *r);
+static u_char *ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st);
+static u_char *ngx_http_sse_status_text(u_char *p, ngx_http_sse_stats_t *st);
+
+
+static ngx_str_t  ngx_http_sse_prometheus =
+    ngx_string("text/plain; version=0.0.4");
+
+
+ngx_int_t
+ngx_http_sse_status_handler(ngx_http_request_t *r)
+{
+    u_char                *p, *buf;
+    ngx_int_t              rc;
+    ngx_http_sse_stats_t   st;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_sse_not_allowed(r, "GET, HEAD");
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_sse_hub_stats(&st);
+
+    buf = ngx_pnalloc(r->pool, 2048 + 10 * NGX_INT64_LEN);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_sse_status_prometheus(r)) {
+        p = ngx_http_sse_status_text(buf, &st);
+
+        return ngx_http_sse_send(r, NGX_HTTP_OK, &ngx_http_sse_prometheus,
+                                 buf, p - buf);
+    }
+
+    p = ngx_http_sse_status_json(buf, &st);
+
+    return ngx_http_sse_send_json(r, NGX_HTTP_OK, buf, p - buf);
+}
+
+
+/* ?format=prometheus */
+
+static ngx_uint_t
+ngx_http_sse_status_prometheus(ngx_http_request_t *r)
+{
+    ngx_str_t  format;
+
+    return ngx_http_arg(r, (u_char *) "format", sizeof("format") - 1, &format)
+               == NGX_OK
+           && format.len == sizeof("prometheus") - 1
+           && ngx_strncmp(format.data, "prometheus", format.len) == 0;
+}
+
+
+static u_char *
+ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st)
+{
+    return ngx_sprintf(p,
+        "{\"subscribers\":%ui,\"channels\":%ui,\"events_published\":%uL,"
+        "\"events_delivered\":%uL,\"events_kept\":%ui,\"slow_closed\":%uL,"
+        "\"history_evicted\":%uL,\"zone_bytes_used\":%uz,"
+        "\"zone_bytes_total\":%uz,\"workers\":%ui,\"redis\":\"off\"}\n",
+        st->subscribers, st->channels, st->published, st->delivered,
+        st->kept, st->slow_closed, st->evicted, st->bytes_used,
+        st->bytes_total, st->workers);
+}
+
+
+static u_char *
+ngx_http_sse_status_text(u_char *p, ngx_http_sse_stats_t *st)
+{
+    return ngx_sprintf(p,
+        "# TYPE nginx_sse_subscribers gauge\n"
+        "nginx_sse_subscribers %ui\n"
+        "# TYPE nginx_sse_channels gauge\n"
+        "nginx_sse_channels %ui\n"
+        "# TYPE nginx_sse_events_published_total counter\n"
+        "nginx_sse_events_published_total %uL\n"
+        "# TYPE nginx_sse_events_delivered_total counter\n"
+        "nginx_sse_events_delivered_total %uL\n"
+        "# TYPE nginx_sse_events_kept gauge\n"
+        "nginx_sse_events_kept %ui\n"
+        "# TYPE nginx_sse_slow_closed_total counter\n"
+        "nginx_sse_slow_closed_total %uL\n"
+        "# TYPE nginx_sse_history_evicted_total counter\n"
+        "nginx_sse_history_evicted_total %uL\n"
+        "# TYPE nginx_sse_zone_bytes_used gauge\n"
+        "nginx_sse_zone_bytes_used %uz\n"
+        "# TYPE nginx_sse_zone_bytes_total gauge\n"
+        "nginx_sse_zone_bytes_total %uz\n"
+        "# TYPE nginx_sse_workers gauge\n"
+        "nginx_sse_workers %ui\n"
+        "# TYPE nginx_sse_redis_connected gauge\n"
+        "nginx_sse_redis_connected 0\n",
+        st->subscribers, st->channels, st->published, st->delivered,
+        st->kept, st->slow_closed, st->evicted, st->bytes_used,
+        st->bytes_total, st->workers);
+}
