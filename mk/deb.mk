@@ -22,11 +22,19 @@ DEB_INPUTS := $(MODULE_CONFIG) $(MODULE_SOURCES) $(wildcard debian/* debian/*/*)
               $(wildcard /usr/share/nginx/src/debian/libnginx-mod.abisubstvars \
                          /usr/share/nginx/src/configure /usr/share/nginx/src/conf_flags)
 
+# the list itself, so that a file removed from debian/ (or conf-examples/)
+# rebuilds the package too
+DEB_LIST := build/.deb-inputs
+
 .PHONY: deb
 
 deb: deps $(DEB_FILE)
 
-$(DEB_FILE): $(DEB_INPUTS) mk/deb.mk
+$(DEB_LIST): FORCE
+	@mkdir -p build
+	@echo '$(DEB_INPUTS)' | cmp -s - $@ || echo '$(DEB_INPUTS)' > $@
+
+$(DEB_FILE): $(DEB_INPUTS) $(DEB_LIST) mk/deb.mk
 	@test -n '$(DEB_VERSION)' || { echo "error: no version in debian/changelog" >&2; exit 1; }
 	rm -rf $(DEB_OUT)
 	mkdir -p $(DEB_OUT)/src

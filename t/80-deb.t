@@ -16,12 +16,13 @@
 # name) is on the machine already. Two runs at once (two clones) wait for
 # each other on a lock file.
 #
-# nginx -t is not only a parse: it binds every listen address of the config
-# (the stock sites-enabled/default has 0.0.0.0:80 and [::]:80). The stock
-# nginx -t therefore runs in a network namespace of its own (unshare --net,
-# lo up), so it neither listens on the machine's port 80 nor fails when
-# something else holds it; the nginx that serves the event runs in the
-# machine's namespace and listens on 127.0.0.1 only.
+# nginx -t is not only a parse: it binds and listens on every listen
+# address of the config for a moment (strace shows it; only EADDRINUSE is
+# ignored under -t), and the stock sites-enabled/default has 0.0.0.0:80 and
+# [::]:80. The stock nginx -t therefore runs in a network namespace of its
+# own (unshare --net, lo up): it opens nothing on the machine's addresses,
+# and its 127.0.0.1 port cannot collide with another test's. The nginx that
+# serves the event runs in the machine's namespace, on 127.0.0.1 only.
 use strict;
 use warnings;
 use Test::More;
@@ -47,6 +48,9 @@ my $DOC     = "/usr/share/doc/$PKG";
 my $SNIPPET = '/etc/nginx/conf.d/sse-80-deb-test.conf';
 my $LOCK    = '/run/lock/ngx_http_sse_module-80-deb.lock';
 my $TIMEOUT = 10;
+# what the package (or this test) puts on the machine; none may be there
+# before the test, none is after it
+my @OURS    = ($SO, $AVAIL, $ENABLED, "$ENABLED.removed", $SNIPPET);
 
 # ------------------------------------------------------------- cleanup
 
@@ -120,6 +124,17 @@ sub cleanup {
         diag("cleanup: dpkg --purge $PKG");
         my ($rc, $out) = dpkg('--purge', $PKG);
         diag("dpkg --purge failed:\n$out") if $rc != 0;
+    }
+    # what a broken package left behind: none of these was there when the
+    # test started (it refuses to run otherwise)
+    if ($made{package} && !pkg_present()) {
+        for my $f (@OURS) {
+            next unless -e $f || -l $f;
+            my ($rc) = run_cmd('dpkg-query', '-S', $f);
+            next if $rc == 0;                     # another package's file
+            diag("cleanup: removing $f, left behind by the package");
+            unlink $f;
+        }
     }
     delete $made{package};
 }
@@ -251,7 +266,7 @@ unless (flock($lock_fh, LOCK_EX | LOCK_NB)) {
         done_testing();
         exit 1;
     }
-    my @there = grep { -e $_ || -l $_ } $SO, $AVAIL, $ENABLED, "$ENABLED.removed", $SNIPPET;
+    my @there = grep { -e $_ || -l $_ } @OURS;
     if (@there) {
         fail("files of the package or of this test are there without the package: @there "
              . "(a copy by hand, or a run of this test killed with SIGKILL); "
@@ -495,7 +510,6 @@ my $token = "from the package " . int(rand(1e9));
         glob("/var/lib/dpkg/info/$PKG.*"), glob("/var/lib/dpkg/info/$PKG:*");
     ok(!@left, 'nothing of the package is left: no .so, no snippet, no link, no doc')
         or diag("left: @left");
-    delete $made{package} unless pkg_present();
 }
 {
     # the module is gone: the snippet that uses it no longer passes
