@@ -6,7 +6,7 @@
 # .deb, .buildinfo and .changes to build/deb/ and nothing outside the tree.
 # lintian checks the .deb; an error fails the target.
 
-DEB_PACKAGES += debhelper dpkg-dev fakeroot build-essential lintian git iproute2
+DEB_PACKAGES += debhelper dpkg-dev fakeroot build-essential lintian iproute2
 
 DEB_NAME    := libnginx-mod-http-sse
 # from the first line of debian/changelog: "name (version) dist; ..."
