@@ -2,9 +2,10 @@
 #
 # debian/ is built with dpkg-buildpackage (debhelper, dh --with nginx: the
 # nginx_mod build system and dh_nginx come with nginx-dev) from a copy of
-# the tracked files in build/deb/src, so that dpkg-buildpackage writes the
+# the tree's files in build/deb/src, so that dpkg-buildpackage writes the
 # .deb, .buildinfo and .changes to build/deb/ and nothing outside the tree.
-# lintian checks the .deb; an error fails the target.
+# lintian checks the .deb; an error fails the target (and removes the .deb,
+# so that the next make deb does not take it as up to date).
 
 DEB_PACKAGES += debhelper dpkg-dev fakeroot build-essential lintian iproute2
 
@@ -53,5 +54,6 @@ $(DEB_FILE): $(DEB_INPUTS) $(DEB_LIST) mk/deb.mk
 	    || { tail -n 40 ../build.log; echo "dpkg-buildpackage failed: see $(DEB_OUT)/build.log" >&2; exit 1; }
 	@test -f $@ || { echo "error: dpkg-buildpackage made no $@" >&2; ls $(DEB_OUT) >&2; exit 1; }
 	@echo "lintian $@"
-	lintian --fail-on error --display-info $@ 2>&1 | tee $(DEB_OUT)/lintian.log
+	lintian --fail-on error --display-info $@ 2>&1 | tee $(DEB_OUT)/lintian.log \
+	    || { rm -f $@; echo "lintian found errors: $@ removed" >&2; exit 1; }
 	@echo "built $@ (log: $(DEB_OUT)/build.log)"

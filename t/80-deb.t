@@ -46,7 +46,7 @@ my $AVAIL   = '/usr/share/nginx/modules-available/mod-http-sse.conf';
 my $ENABLED = '/etc/nginx/modules-enabled/50-mod-http-sse.conf';
 my $DOC     = "/usr/share/doc/$PKG";
 my $SNIPPET = '/etc/nginx/conf.d/sse-80-deb-test.conf';
-my $LOCK    = '/run/lock/ngx_http_sse_module-80-deb.lock';
+my $LOCK    = (-d '/run/lock' ? '/run/lock' : '/tmp') . '/ngx_http_sse_module-80-deb.lock';
 my $TIMEOUT = 10;
 # what the package (or this test) puts on the machine; none may be there
 # before the test, none is after it
