@@ -12,6 +12,8 @@
  *   ngx_http_sse_status.c     sse_status
  *   ngx_http_sse_request.c    what every handler does with its request:
  *                             its channels, its JSON answers
+ *   ngx_http_sse_redis.c      the Redis client: the log, its reader, the
+ *                             PUBLISH ingress, on nginx's event loop
  *   ngx_http_sse_event.c      pure parts, no request: body parser, checks,
  *                             UTF-8, framing, channel lists, ids
  *   ngx_http_sse_worker.c     a worker's side of the hub: wake-ups, reading
@@ -57,9 +59,42 @@
 
 /* configuration */
 
+/* what the hub keeps of a channel's events */
+
+typedef struct {
+    ngx_uint_t                      history;    /* events */
+    ngx_msec_t                      history_ttl;
+} ngx_http_sse_policy_t;
+
+
+#define NGX_HTTP_SSE_REDIS_PAYLOAD_DATA          0
+#define NGX_HTTP_SSE_REDIS_PAYLOAD_EVENT_STREAM  1
+
+typedef struct {
+    ngx_str_t                       url;        /* empty: no Redis */
+    ngx_str_t                       host;       /* numeric, NUL-ended */
+    in_port_t                       port;
+    ngx_str_t                       user;
+    ngx_str_t                       password;
+    ngx_int_t                       db;
+    ngx_str_t                       prefix;
+    ngx_str_t                       log_key;    /* <prefix>log */
+    ngx_str_t                       lease_key;  /* <prefix>ingress */
+    ngx_str_t                       pattern;    /* <prefix>*, escaped */
+    ngx_uint_t                      payload;
+    ngx_int_t                       log_max;
+    ngx_msec_t                      timeout;
+
+    /* for entries that name none: the http level's sse_history... */
+    ngx_http_sse_policy_t           policy;
+    size_t                          max_message_size;
+} ngx_http_sse_redis_conf_t;
+
+
 typedef struct {
     ngx_shm_zone_t                 *shm_zone;
     ngx_flag_t                      used;
+    ngx_http_sse_redis_conf_t       redis;
 } ngx_http_sse_main_conf_t;
 
 
@@ -102,6 +137,7 @@ typedef struct {
     ngx_queue_t                     all;        /* hub history, oldest first */
     ngx_http_sse_channel_t         *channel;
     ngx_http_sse_id_t               id;
+    uint64_t                        pos;        /* in the log, from 1 */
     uint32_t                        len;
     unsigned                        in_log:1;
     unsigned                        in_history:1;
@@ -136,10 +172,23 @@ typedef struct {
 typedef struct {
     ngx_pid_t                       pid;
     ngx_atomic_t                    wake;       /* a wake-up is on its way */
-    uint64_t                        cursor;     /* last log seq read */
+    uint64_t                        cursor;     /* last log pos read */
     ngx_uint_t                      nsubs;
     ngx_queue_t                     wchans;
 } ngx_http_sse_slot_t;
+
+
+/* a node's link to Redis, as its workers share it */
+
+typedef struct {
+    ngx_pid_t                       reader;     /* reads the Redis log */
+    ngx_uint_t                      up;         /* its link is up */
+    ngx_uint_t                      ingress;    /* converts PUBLISH */
+    ngx_http_sse_id_t               read_id;    /* the last entry read */
+    ngx_atomic_t                    logged;
+    ngx_atomic_t                    read;
+    ngx_atomic_t                    reconnects;
+} ngx_http_sse_redis_shm_t;
 
 
 typedef struct {
@@ -148,6 +197,7 @@ typedef struct {
     ngx_queue_t                     log;
     ngx_queue_t                     history;
     ngx_http_sse_id_t               last_id;
+    uint64_t                        log_pos;    /* of the newest entry */
     ngx_uint_t                      nslots;
     uint32_t                        nonce;      /* in wake-up addresses */
     ngx_msec_t                      min_ttl;    /* shortest ttl seen */
@@ -162,6 +212,8 @@ typedef struct {
     ngx_atomic_t                    delivered;
     ngx_atomic_t                    slow_closed;
 
+    ngx_http_sse_redis_shm_t        redis;
+
     ngx_http_sse_slot_t             slots[NGX_HTTP_SSE_MAX_SLOTS];
 } ngx_http_sse_shctx_t;
 
@@ -171,14 +223,6 @@ typedef struct {
     ngx_slab_pool_t                *shpool;
     ngx_shm_zone_t                 *shm_zone;
 } ngx_http_sse_hub_t;
-
-
-/* what the hub keeps of a channel's events */
-
-typedef struct {
-    ngx_uint_t                      history;    /* events */
-    ngx_msec_t                      history_ttl;
-} ngx_http_sse_policy_t;
 
 
 /* one channel of a publish, or of a channel's info or deletion */
@@ -200,6 +244,12 @@ typedef struct {
     ngx_http_sse_target_t          *targets;    /* at most 16 */
     ngx_uint_t                      ntargets;
     ngx_http_sse_policy_t           policy;
+
+    /*
+     * NULL: the hub numbers the events; else the id of the one event on
+     * its one channel, from the Redis log
+     */
+    ngx_http_sse_id_t              *id;
 } ngx_http_sse_publish_t;
 
 
@@ -214,7 +264,30 @@ typedef struct {
     uint64_t                        slow_closed;
     size_t                          bytes_used;
     size_t                          bytes_total;
+    ngx_uint_t                      redis_up;
+    ngx_uint_t                      redis_ingress;
+    uint64_t                        redis_logged;
+    uint64_t                        redis_read;
+    uint64_t                        redis_reconnects;
 } ngx_http_sse_stats_t;
+
+
+/* an entry for the Redis log */
+
+typedef struct {
+    ngx_str_t                       op;         /* "" or "delete" */
+    ngx_str_t                       channel;
+    ngx_str_t                       type;       /* "": message */
+    ngx_str_t                       data;
+    ngx_int_t                       history;    /* -1: not given */
+    ngx_msec_t                      ttl;        /* unset: not given */
+} ngx_http_sse_redis_entry_t;
+
+typedef struct ngx_http_sse_redis_op_s  ngx_http_sse_redis_op_t;
+
+/* rc NGX_OK: the entries are in the log with these ids */
+typedef void (*ngx_http_sse_redis_done_pt)(void *data, ngx_int_t rc,
+    ngx_http_sse_id_t *ids, ngx_uint_t n);
 
 
 /* a worker's side: its copy of events, shared by its subscribers' bufs */
@@ -329,7 +402,7 @@ ngx_int_t ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub,
     ngx_log_t *log);
 ngx_int_t ngx_http_sse_hub_channel_info(ngx_http_sse_target_t *t);
 ngx_int_t ngx_http_sse_hub_channel_delete(ngx_http_sse_target_t *t,
-    ngx_log_t *log);
+    ngx_http_sse_id_t *id, ngx_log_t *log);
 
 ngx_int_t ngx_http_sse_hub_channels_get_locked(ngx_str_t *names,
     ngx_uint_t n, ngx_uint_t max_subscribers, ngx_http_sse_channel_t **chans);
@@ -366,6 +439,21 @@ void ngx_http_sse_worker_unsubscribe(ngx_http_sse_lchan_t **lchans,
 void ngx_http_sse_block_release(ngx_http_sse_block_t *block);
 
 
+/* ngx_http_sse_redis.c */
+
+char *ngx_http_sse_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
+    ngx_http_sse_redis_conf_t *rcf);
+char *ngx_http_sse_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_sse_redis_conf_t *rcf);
+ngx_int_t ngx_http_sse_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_sse_redis_conf_t *rcf);
+void ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e,
+    ngx_uint_t n, ngx_http_sse_redis_done_pt done, void *data,
+    ngx_pool_t *pool, ngx_http_sse_redis_op_t **opp);
+void ngx_http_sse_redis_cancel(ngx_http_sse_redis_op_t *op);
+
+
 /* ngx_http_sse_event.c: no request */
 
 ngx_int_t ngx_http_sse_parse_body(ngx_pool_t *pool, ngx_str_t *body,
@@ -388,6 +476,10 @@ extern ngx_str_t  ngx_http_sse_message;
 
 
 /* ngx_http_sse_request.c: a handler's request */
+
+#define ngx_http_sse_redis_on(r)                                              \
+    (((ngx_http_sse_main_conf_t *)                                            \
+      ngx_http_get_module_main_conf(r, ngx_http_sse_module))->redis.url.len)
 
 ngx_int_t ngx_http_sse_request_channels(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *names, ngx_uint_t *n,

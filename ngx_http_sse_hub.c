@@ -221,7 +221,7 @@ ngx_http_sse_hub_attach(ngx_log_t *log)
 
     if (slot) {
         slot->wake = 0;
-        slot->cursor = sh->last_id.seq;
+        slot->cursor = sh->log_pos;
         slot->nsubs = 0;
         ngx_queue_init(&slot->wchans);
         slot->pid = ngx_pid;
@@ -669,7 +669,7 @@ ngx_http_sse_hub_trim_log_locked(void)
 
     sh = ngx_http_sse_hub->sh;
 
-    min = sh->last_id.seq;
+    min = sh->log_pos;
 
     for (i = 0; i < sh->nslots; i++) {
         if (sh->slots[i].pid && sh->slots[i].nsubs
@@ -683,7 +683,7 @@ ngx_http_sse_hub_trim_log_locked(void)
         q = ngx_queue_head(&sh->log);
         ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
 
-        if (ev->id.seq > min) {
+        if (ev->pos > min) {
             break;
         }
 
@@ -700,7 +700,8 @@ ngx_http_sse_hub_trim_log_locked(void)
 /*
  * The one publish entry point, for HTTP and Redis ingress alike: all of
  * pub->events go to all of pub->targets, in order, or nothing does.
- * NGX_DECLINED: the zone has no room.
+ * NGX_DECLINED: the zone has no room; NGX_DONE: an event of the Redis log
+ * the zone has already (another reader of this node put it there).
  */
 
 ngx_int_t
@@ -718,12 +719,15 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
     }
 
     if (pub->ntargets == 0 || pub->ntargets > NGX_HTTP_SSE_MAX_CHANNELS
-        || pub->nevents == 0)
+        || pub->nevents == 0
+        || (pub->id && (pub->nevents != 1 || pub->ntargets != 1)))
     {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "sse: a publish of %ui event(s) to %ui channel(s), "
-                      "1 to %d channels are allowed",
+                      "sse: a publish of %ui event(s) to %ui channel(s)%s, "
+                      "at least one event to 1 to %d channels is allowed, "
+                      "one to one with an id",
                       pub->nevents, pub->ntargets,
+                      pub->id ? " with an id" : "",
                       NGX_HTTP_SSE_MAX_CHANNELS);
         return NGX_ERROR;
     }
@@ -735,6 +739,12 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
     now = ngx_http_sse_hub_now();
 
     ngx_http_sse_hub_lock();
+
+    if (pub->id && !ngx_http_sse_id_gt(pub->id, &ngx_http_sse_hub->sh->last_id))
+    {
+        ngx_http_sse_hub_unlock();
+        return NGX_DONE;
+    }
 
     rc = ngx_http_sse_hub_channels_get_locked(names, pub->ntargets, 0, chans);
 
@@ -851,9 +861,10 @@ ngx_http_sse_publish_alloc_locked(ngx_http_sse_publish_t *pub,
 /*
  * Ids, framing, then the links: each event is complete before any queue of
  * the zone can reach it, and the batch joins the log, the hub history and
- * each channel's history by one splice each.  The ids are taken first:
- * should this worker die in here (the master then frees the lock), no id
- * is given twice.
+ * each channel's history by one splice each.  The ids and log positions
+ * are taken first: should this worker die in here (the master then frees
+ * the lock), none is given twice.  Without Redis an id is the time and a
+ * hub-wide sequence; with Redis, the log entry's own id.
  */
 
 static void
@@ -861,19 +872,29 @@ ngx_http_sse_publish_link_locked(ngx_http_sse_publish_t *pub,
     ngx_http_sse_channel_t **chans, ngx_queue_t *batch, uint64_t now)
 {
     u_char                *p;
-    ngx_uint_t             i, k, n, pages;
+    uint64_t               pos;
+    ngx_uint_t             i, k, n, pages, total;
     ngx_queue_t           *q, all, chan[NGX_HTTP_SSE_MAX_CHANNELS];
     ngx_http_sse_id_t      id;
     ngx_http_sse_shctx_t  *sh;
     ngx_http_sse_event_t  *ev;
 
     sh = ngx_http_sse_hub->sh;
+    total = pub->nevents * pub->ntargets;
 
     id.ms = ngx_max(now, sh->last_id.ms);
     id.seq = sh->last_id.seq;
 
-    sh->last_id.ms = id.ms;
-    sh->last_id.seq = id.seq + pub->nevents * pub->ntargets;
+    if (pub->id) {
+        sh->last_id = *pub->id;
+
+    } else {
+        sh->last_id.ms = id.ms;
+        sh->last_id.seq = id.seq + total;
+    }
+
+    pos = sh->log_pos;
+    sh->log_pos += total;
 
     ngx_queue_init(&all);
 
@@ -891,11 +912,17 @@ ngx_http_sse_publish_link_locked(ngx_http_sse_publish_t *pub,
         k = n % pub->ntargets;
         n++;
 
-        id.seq++;
+        if (pub->id) {
+            id = *pub->id;
+
+        } else {
+            id.seq++;
+        }
 
         ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
         ev->channel = chans[k];
         ev->id = id;
+        ev->pos = ++pos;
         ev->control = 0;
         ev->in_log = 1;
         ev->in_history = 1;
@@ -931,7 +958,7 @@ ngx_http_sse_publish_link_locked(ngx_http_sse_publish_t *pub,
         ngx_queue_add(&chans[k]->history, &chan[k]);
     }
 
-    sh->published += pub->nevents * pub->ntargets;
+    sh->published += total;
 }
 
 
@@ -999,20 +1026,34 @@ ngx_http_sse_hub_channel_info(ngx_http_sse_target_t *t)
 
 /*
  * DELETE of a channel: its history is forgotten and its streams end, in
- * every worker.  NGX_DECLINED: no room for the entry that ends them.
+ * every worker.  NGX_DECLINED: no room for the entry that ends them.  With
+ * an id (a delete entry of the Redis log), NGX_DONE when the zone has it.
  */
 
 ngx_int_t
-ngx_http_sse_hub_channel_delete(ngx_http_sse_target_t *t, ngx_log_t *log)
+ngx_http_sse_hub_channel_delete(ngx_http_sse_target_t *t,
+    ngx_http_sse_id_t *id, ngx_log_t *log)
 {
     ngx_int_t                rc;
+    ngx_http_sse_shctx_t    *sh;
     ngx_http_sse_channel_t  *ch;
 
     if (ngx_http_sse_hub == NULL) {
         return NGX_ERROR;
     }
 
+    sh = ngx_http_sse_hub->sh;
+
     ngx_http_sse_hub_lock();
+
+    if (id) {
+        if (!ngx_http_sse_id_gt(id, &sh->last_id)) {
+            ngx_http_sse_hub_unlock();
+            return NGX_DONE;
+        }
+
+        sh->last_id = *id;
+    }
 
     ch = ngx_http_sse_channel_find_locked(t, ngx_http_sse_hub_now());
 
@@ -1091,8 +1132,8 @@ ngx_http_sse_end_streams_locked(ngx_http_sse_channel_t *ch)
     ev->channel = ch;
     ev->control = 1;
     ev->len = 0;
-    ev->id.ms = sh->last_id.ms;
-    ev->id.seq = ++sh->last_id.seq;
+    ev->id = sh->last_id;
+    ev->pos = ++sh->log_pos;
     ev->in_history = 0;
     ev->in_log = 1;
     ch->refs++;
@@ -1167,7 +1208,7 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
 
                 ev = ngx_queue_data(cur[i], ngx_http_sse_event_t, chan);
 
-                if (bev == NULL || ev->id.seq < bev->id.seq) {
+                if (bev == NULL || ev->pos < bev->pos) {
                     bev = ev;
                     best = i;
                 }
@@ -1250,6 +1291,12 @@ ngx_http_sse_hub_stats(ngx_http_sse_stats_t *st)
 
     st->delivered = sh->delivered;
     st->slow_closed = sh->slow_closed;
+
+    st->redis_up = (sh->redis.reader && sh->redis.up);
+    st->redis_ingress = sh->redis.ingress;
+    st->redis_logged = sh->redis.logged;
+    st->redis_read = sh->redis.read;
+    st->redis_reconnects = sh->redis.reconnects;
 }
 
 

@@ -5,7 +5,8 @@
  * each worker does when it starts and exits.
  *
  * Calls: the handlers the directives set (stream, publish, status), the
- * stream side's worker start and exit, and the hub's zone init.
+ * stream side's and the Redis client's worker start and exit, and the
+ * hub's zone init.
  */
 
 
@@ -34,11 +35,22 @@ static char *ngx_http_sse_set_handler(ngx_conf_t *cf,
     ngx_http_handler_pt handler);
 static char *ngx_http_sse_msec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_sse_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sse_init_redis_conf(ngx_conf_t *cf,
+    ngx_http_sse_main_conf_t *smcf);
 static ngx_int_t ngx_http_sse_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sse_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_msec_t  ngx_http_sse_retry_off = NGX_HTTP_SSE_RETRY_OFF;
+
+
+static ngx_conf_enum_t  ngx_http_sse_redis_payloads[] = {
+    { ngx_string("data"), NGX_HTTP_SSE_REDIS_PAYLOAD_DATA },
+    { ngx_string("event-stream"), NGX_HTTP_SSE_REDIS_PAYLOAD_EVENT_STREAM },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_sse_commands[] = {
@@ -120,6 +132,41 @@ static ngx_command_t  ngx_http_sse_commands[] = {
       offsetof(ngx_http_sse_loc_conf_t, max_message_size),
       NULL },
 
+    { ngx_string("sse_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_sse_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sse_redis_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sse_main_conf_t, redis.prefix),
+      NULL },
+
+    { ngx_string("sse_redis_payload"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sse_main_conf_t, redis.payload),
+      &ngx_http_sse_redis_payloads },
+
+    { ngx_string("sse_redis_log"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sse_main_conf_t, redis.log_max),
+      NULL },
+
+    { ngx_string("sse_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_sse_main_conf_t, redis.timeout),
+      NULL },
+
       ngx_null_command
 };
 
@@ -172,7 +219,13 @@ ngx_http_sse_create_main_conf(ngx_conf_t *cf)
      *
      *     smcf->shm_zone = NULL;
      *     smcf->used = 0;
+     *     smcf->redis.url = { 0, NULL };
+     *     smcf->redis.prefix = { 0, NULL };
      */
+
+    smcf->redis.payload = NGX_CONF_UNSET_UINT;
+    smcf->redis.log_max = NGX_CONF_UNSET;
+    smcf->redis.timeout = NGX_CONF_UNSET_MSEC;
 
     return smcf;
 }
@@ -183,11 +236,71 @@ ngx_http_sse_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_sse_main_conf_t  *smcf = conf;
 
-    ngx_str_t  name = ngx_string("sse");
+    char       *rv;
+    ngx_str_t   name = ngx_string("sse");
+
+    if (smcf->redis.url.len) {
+        rv = ngx_http_sse_init_redis_conf(cf, smcf);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        /* the Redis log is read into the zone, used or not yet */
+        smcf->used = 1;
+    }
 
     if (smcf->used && smcf->shm_zone == NULL) {
         return ngx_http_sse_add_zone(cf, smcf, &name,
                                      NGX_HTTP_SSE_DEFAULT_ZONE_SIZE);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Redis's defaults, and the retention its entries get when they name none
+ * (PUBLISH, XADD): the http level's sse_history, sse_history_ttl and
+ * sse_max_message_size, or their defaults.
+ */
+
+static char *
+ngx_http_sse_init_redis_conf(ngx_conf_t *cf, ngx_http_sse_main_conf_t *smcf)
+{
+    char                       *rv;
+    ngx_http_sse_loc_conf_t    *slcf;
+    ngx_http_sse_redis_conf_t  *rcf;
+
+    rcf = &smcf->redis;
+
+    if (rcf->prefix.data == NULL) {
+        ngx_str_set(&rcf->prefix, "sse:");
+    }
+
+    ngx_conf_init_uint_value(rcf->payload, NGX_HTTP_SSE_REDIS_PAYLOAD_DATA);
+    ngx_conf_init_value(rcf->log_max, 10000);
+    ngx_conf_init_msec_value(rcf->timeout, 1000);
+
+    if (rcf->log_max < 1) {
+        return "sse_redis_log: at least 1";
+    }
+
+    if (rcf->timeout == 0) {
+        return "sse_redis_timeout: more than 0";
+    }
+
+    slcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_sse_module);
+
+    rcf->policy.history = (slcf->history == NGX_CONF_UNSET)
+                          ? 100 : (ngx_uint_t) slcf->history;
+    rcf->policy.history_ttl = (slcf->history_ttl == NGX_CONF_UNSET_MSEC)
+                              ? 3600 * 1000 : slcf->history_ttl;
+    rcf->max_message_size = (slcf->max_message_size == NGX_CONF_UNSET_SIZE)
+                            ? 64 * 1024 : slcf->max_message_size;
+
+    rv = ngx_http_sse_redis_init_conf(cf, rcf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     return NGX_CONF_OK;
@@ -477,6 +590,23 @@ ngx_http_sse_msec_or_off(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_sse_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sse_main_conf_t *smcf = conf;
+
+    ngx_str_t  *value;
+
+    if (smcf->redis.url.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    return ngx_http_sse_redis_parse_url(cf, &value[1], &smcf->redis);
+}
+
+
 static ngx_int_t
 ngx_http_sse_init_process(ngx_cycle_t *cycle)
 {
@@ -495,12 +625,23 @@ ngx_http_sse_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_sse_stream_init_worker(cycle, smcf->shm_zone->data);
+    if (ngx_http_sse_stream_init_worker(cycle, smcf->shm_zone->data)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (smcf->redis.url.len) {
+        return ngx_http_sse_redis_init_worker(cycle, &smcf->redis);
+    }
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_http_sse_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_sse_redis_exit_worker(cycle);
     ngx_http_sse_stream_exit_worker(cycle);
 }

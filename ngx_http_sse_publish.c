@@ -3,13 +3,27 @@
  * ngx_http_sse_module: the sse_publish location.  POST and PUT publish the
  * body (a text/event-stream batch, or one event of any other type), GET
  * tells a channel's state and DELETE forgets it; every answer is JSON.
+ * With sse_redis, a publish or a delete goes to the Redis log, and is
+ * answered once Redis has it (the node delivers it when it reads it back).
  *
- * Calls: ngx_http_sse_request.c, ngx_http_sse_event.c, and the hub's one
- * publish entry point and channel calls.
+ * Calls: ngx_http_sse_request.c, ngx_http_sse_event.c, the hub's one
+ * publish entry point and channel calls, ngx_http_sse_redis.c's append.
  */
 
 
 #include "ngx_http_sse.h"
+
+
+/* a publish or delete waiting for Redis */
+
+typedef struct {
+    ngx_http_request_t             *r;
+    ngx_http_sse_redis_op_t        *op;
+    ngx_event_t                     timer;
+    ngx_http_sse_target_t          *targets;
+    ngx_uint_t                      ntargets;
+    ngx_uint_t                      nevents;    /* 0: a delete */
+} ngx_http_sse_pending_t;
 
 
 static void ngx_http_sse_publish_body_handler(ngx_http_request_t *r);
@@ -27,6 +41,17 @@ static ngx_int_t ngx_http_sse_check_events(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sse_publish_prepare(ngx_http_request_t *r,
     ngx_array_t *events, ngx_str_t *names, ngx_uint_t n,
     ngx_http_sse_publish_t *pub);
+static ngx_int_t ngx_http_sse_publish_redis(ngx_http_request_t *r,
+    ngx_array_t *events, ngx_str_t *names, ngx_uint_t n);
+static ngx_int_t ngx_http_sse_delete_redis(ngx_http_request_t *r,
+    ngx_http_sse_target_t *t, ngx_uint_t n);
+static ngx_int_t ngx_http_sse_redis_wait(ngx_http_request_t *r,
+    ngx_http_sse_redis_entry_t *e, ngx_uint_t ne,
+    ngx_http_sse_target_t *t, ngx_uint_t n, ngx_uint_t nevents);
+static void ngx_http_sse_redis_done(void *data, ngx_int_t rc,
+    ngx_http_sse_id_t *ids, ngx_uint_t n);
+static void ngx_http_sse_redis_timeout(ngx_event_t *ev);
+static void ngx_http_sse_pending_cleanup(void *data);
 static ngx_int_t ngx_http_sse_channel_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sse_send_targets(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_sse_target_t *t, ngx_uint_t n);
@@ -121,6 +146,10 @@ ngx_http_sse_publish_request(ngx_http_request_t *r)
     rc = ngx_http_sse_check_events(r, &events, slcf->max_message_size, &err);
     if (rc != NGX_OK) {
         return ngx_http_sse_error(r, rc, err);
+    }
+
+    if (ngx_http_sse_redis_on(r)) {
+        return ngx_http_sse_publish_redis(r, &events, names, n);
     }
 
     if (ngx_http_sse_publish_prepare(r, &events, names, n, &pub) != NGX_OK) {
@@ -328,6 +357,8 @@ ngx_http_sse_publish_prepare(ngx_http_request_t *r, ngx_array_t *events,
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
 
+    ngx_memzero(pub, sizeof(ngx_http_sse_publish_t));
+
     pub->nevents = events->nelts;
     pub->ntargets = n;
     pub->policy.history = slcf->history;
@@ -353,6 +384,242 @@ ngx_http_sse_publish_prepare(ngx_http_request_t *r, ngx_array_t *events,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * With Redis, each event goes to each channel as one entry of the log, in
+ * the order a local publish would give them ids.
+ */
+
+static ngx_int_t
+ngx_http_sse_publish_redis(ngx_http_request_t *r, ngx_array_t *events,
+    ngx_str_t *names, ngx_uint_t n)
+{
+    ngx_uint_t                   i, k;
+    ngx_http_sse_fields_t       *ev;
+    ngx_http_sse_target_t       *t;
+    ngx_http_sse_loc_conf_t     *slcf;
+    ngx_http_sse_redis_entry_t  *e, *entry;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    e = ngx_pcalloc(r->pool,
+                    events->nelts * n * sizeof(ngx_http_sse_redis_entry_t));
+    t = ngx_pcalloc(r->pool, n * sizeof(ngx_http_sse_target_t));
+
+    if (e == NULL || t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ev = events->elts;
+    entry = e;
+
+    for (i = 0; i < events->nelts; i++) {
+        for (k = 0; k < n; k++) {
+            entry->channel = names[k];
+            entry->data = ev[i].data;
+            entry->history = slcf->history;
+            entry->ttl = slcf->history_ttl;
+
+            if (!(ev[i].type.len == ngx_http_sse_message.len
+                  && ngx_strncmp(ev[i].type.data, "message", 7) == 0))
+            {
+                entry->type = ev[i].type;
+            }
+
+            entry++;
+        }
+    }
+
+    for (k = 0; k < n; k++) {
+        t[k].name = names[k];
+    }
+
+    return ngx_http_sse_redis_wait(r, e, events->nelts * n, t, n,
+                                   events->nelts);
+}
+
+
+/* a delete entry per channel; the answer tells what this node had */
+
+static ngx_int_t
+ngx_http_sse_delete_redis(ngx_http_request_t *r, ngx_http_sse_target_t *t,
+    ngx_uint_t n)
+{
+    ngx_uint_t                   k;
+    ngx_http_sse_redis_entry_t  *e;
+
+    e = ngx_pcalloc(r->pool, n * sizeof(ngx_http_sse_redis_entry_t));
+    if (e == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (k = 0; k < n; k++) {
+        ngx_str_set(&e[k].op, "delete");
+        e[k].channel = t[k].name;
+        e[k].history = -1;
+        e[k].ttl = NGX_CONF_UNSET_MSEC;
+    }
+
+    return ngx_http_sse_redis_wait(r, e, n, t, n, 0);
+}
+
+
+/*
+ * The entries go to Redis; the request waits for its answer at most
+ * sse_redis_timeout.  The timer is not cancelable: an exiting worker
+ * answers its publishers before it goes.
+ */
+
+static ngx_int_t
+ngx_http_sse_redis_wait(ngx_http_request_t *r, ngx_http_sse_redis_entry_t *e,
+    ngx_uint_t ne, ngx_http_sse_target_t *t, ngx_uint_t n,
+    ngx_uint_t nevents)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_sse_pending_t     *p;
+    ngx_http_sse_main_conf_t   *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_sse_module);
+
+    p = ngx_pcalloc(r->pool, sizeof(ngx_http_sse_pending_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+
+    if (p == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p->r = r;
+    p->targets = t;
+    p->ntargets = n;
+    p->nevents = nevents;
+
+    rc = ngx_http_sse_redis_append(e, ne, ngx_http_sse_redis_done, p, r->pool,
+                                   &p->op);
+
+    if (rc == NGX_DECLINED) {
+        /* the link's own log line said why, once: not one per request */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "sse: publish refused: redis unavailable");
+        return ngx_http_sse_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "redis unavailable");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_sse_pending_cleanup;
+    cln->data = p;
+
+    p->timer.handler = ngx_http_sse_redis_timeout;
+    p->timer.data = p;
+    p->timer.log = r->connection->log;
+
+    ngx_add_timer(&p->timer, smcf->redis.timeout);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_sse_redis_done(void *data, ngx_int_t rc, ngx_http_sse_id_t *ids,
+    ngx_uint_t n)
+{
+    ngx_http_sse_pending_t *p = data;
+
+    ngx_uint_t              k;
+    ngx_connection_t       *c;
+    ngx_http_request_t     *r;
+    ngx_http_sse_target_t   info, *t;
+
+    r = p->r;
+    c = r->connection;
+    p->op = NULL;
+
+    if (p->timer.timer_set) {
+        ngx_del_timer(&p->timer);
+    }
+
+    if (rc != NGX_OK) {
+        rc = ngx_http_sse_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "redis unavailable");
+        goto done;
+    }
+
+    if (p->nevents == 0) {
+        /* a delete: what this node had before it, as without Redis */
+        rc = ngx_http_sse_send_targets(r, NGX_HTTP_OK, p->targets,
+                                       p->ntargets);
+        goto done;
+    }
+
+    for (k = 0; k < p->ntargets; k++) {
+        t = &p->targets[k];
+
+        ngx_memzero(&info, sizeof(ngx_http_sse_target_t));
+        info.name = t->name;
+        (void) ngx_http_sse_hub_channel_info(&info);
+
+        t->last_id = ids[(p->nevents - 1) * p->ntargets + k];
+        t->nevents = p->nevents;
+        t->nsubs = info.nsubs;
+    }
+
+    rc = ngx_http_sse_send_targets(r, NGX_HTTP_CREATED, p->targets,
+                                   p->ntargets);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_sse_redis_timeout(ngx_event_t *ev)
+{
+    ngx_http_sse_pending_t *p = ev->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = p->r;
+    c = r->connection;
+
+    ngx_http_sse_redis_cancel(p->op);
+    p->op = NULL;
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "sse: redis did not answer a publish within "
+                  "sse_redis_timeout");
+
+    rc = ngx_http_sse_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                            "redis unavailable");
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_sse_pending_cleanup(void *data)
+{
+    ngx_http_sse_pending_t *p = data;
+
+    if (p->op) {
+        ngx_http_sse_redis_cancel(p->op);
+        p->op = NULL;
+    }
+
+    if (p->timer.timer_set) {
+        ngx_del_timer(&p->timer);
+    }
 }
 
 
@@ -394,8 +661,9 @@ ngx_http_sse_channel_handler(ngx_http_request_t *r)
     for (i = 0; i < n; i++) {
         t[i].name = names[i];
 
-        if (r->method == NGX_HTTP_DELETE) {
-            rc = ngx_http_sse_hub_channel_delete(&t[i], r->connection->log);
+        if (r->method == NGX_HTTP_DELETE && !ngx_http_sse_redis_on(r)) {
+            rc = ngx_http_sse_hub_channel_delete(&t[i], NULL,
+                                                 r->connection->log);
 
         } else {
             rc = ngx_http_sse_hub_channel_info(&t[i]);
@@ -415,6 +683,10 @@ ngx_http_sse_channel_handler(ngx_http_request_t *r)
 
     if (found == 0) {
         return ngx_http_sse_error(r, NGX_HTTP_NOT_FOUND, "channel not found");
+    }
+
+    if (r->method == NGX_HTTP_DELETE && ngx_http_sse_redis_on(r)) {
+        return ngx_http_sse_delete_redis(r, t, n);
     }
 
     return ngx_http_sse_send_targets(r, NGX_HTTP_OK, t, n);
@@ -460,7 +732,7 @@ ngx_http_sse_send_targets(ngx_http_request_t *r, ngx_uint_t status,
 
         p = ngx_sprintf(p, "{\"channel\":\"%V\",\"id\":\"", &t[i].name);
 
-        if (t[i].last_id.seq) {
+        if (t[i].last_id.ms || t[i].last_id.seq) {
             p = ngx_http_sse_id_format(p, &t[i].last_id);
         }
 

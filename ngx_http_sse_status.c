@@ -11,7 +11,8 @@
 
 
 static ngx_uint_t ngx_http_sse_status_prometheus(ngx_http_request_t *r);
-static u_char *ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st);
+static u_char *ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st,
+    ngx_str_t *redis);
 static u_char *ngx_http_sse_status_text(u_char *p, ngx_http_sse_stats_t *st);
 
 
@@ -24,6 +25,7 @@ ngx_http_sse_status_handler(ngx_http_request_t *r)
 {
     u_char                *p, *buf;
     ngx_int_t              rc;
+    ngx_str_t              redis;
     ngx_http_sse_stats_t   st;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -37,6 +39,18 @@ ngx_http_sse_status_handler(ngx_http_request_t *r)
 
     ngx_http_sse_hub_stats(&st);
 
+    if (ngx_http_sse_redis_on(r)) {
+        if (st.redis_up) {
+            ngx_str_set(&redis, "up");
+
+        } else {
+            ngx_str_set(&redis, "down");
+        }
+
+    } else {
+        ngx_str_set(&redis, "off");
+    }
+
     buf = ngx_pnalloc(r->pool, 2048 + 10 * NGX_INT64_LEN);
     if (buf == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -49,7 +63,7 @@ ngx_http_sse_status_handler(ngx_http_request_t *r)
                                  buf, p - buf);
     }
 
-    p = ngx_http_sse_status_json(buf, &st);
+    p = ngx_http_sse_status_json(buf, &st, &redis);
 
     return ngx_http_sse_send_json(r, NGX_HTTP_OK, buf, p - buf);
 }
@@ -70,16 +84,21 @@ ngx_http_sse_status_prometheus(ngx_http_request_t *r)
 
 
 static u_char *
-ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st)
+ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st,
+    ngx_str_t *redis)
 {
     return ngx_sprintf(p,
         "{\"subscribers\":%ui,\"channels\":%ui,\"events_published\":%uL,"
         "\"events_delivered\":%uL,\"events_kept\":%ui,\"slow_closed\":%uL,"
         "\"history_evicted\":%uL,\"zone_bytes_used\":%uz,"
-        "\"zone_bytes_total\":%uz,\"workers\":%ui,\"redis\":\"off\"}\n",
+        "\"zone_bytes_total\":%uz,\"workers\":%ui,\"redis\":\"%V\","
+        "\"redis_logged\":%uL,\"redis_read\":%uL,"
+        "\"redis_reconnects\":%uL,\"redis_ingress\":%s}\n",
         st->subscribers, st->channels, st->published, st->delivered,
         st->kept, st->slow_closed, st->evicted, st->bytes_used,
-        st->bytes_total, st->workers);
+        st->bytes_total, st->workers, redis, st->redis_logged,
+        st->redis_read, st->redis_reconnects,
+        st->redis_ingress ? "true" : "false");
 }
 
 
@@ -108,8 +127,17 @@ ngx_http_sse_status_text(u_char *p, ngx_http_sse_stats_t *st)
         "# TYPE nginx_sse_workers gauge\n"
         "nginx_sse_workers %ui\n"
         "# TYPE nginx_sse_redis_connected gauge\n"
-        "nginx_sse_redis_connected 0\n",
+        "nginx_sse_redis_connected %ui\n"
+        "# TYPE nginx_sse_redis_logged_total counter\n"
+        "nginx_sse_redis_logged_total %uL\n"
+        "# TYPE nginx_sse_redis_read_total counter\n"
+        "nginx_sse_redis_read_total %uL\n"
+        "# TYPE nginx_sse_redis_reconnects_total counter\n"
+        "nginx_sse_redis_reconnects_total %uL\n"
+        "# TYPE nginx_sse_redis_ingress gauge\n"
+        "nginx_sse_redis_ingress %ui\n",
         st->subscribers, st->channels, st->published, st->delivered,
         st->kept, st->slow_closed, st->evicted, st->bytes_used,
-        st->bytes_total, st->workers);
+        st->bytes_total, st->workers, st->redis_up, st->redis_logged,
+        st->redis_read, st->redis_reconnects, st->redis_ingress);
 }

@@ -367,7 +367,7 @@ ngx_http_sse_worker_read(void)
     w = &ngx_http_sse_worker;
 
     if (w->slot == NULL || w->slot->nsubs == 0
-        || w->slot->cursor == w->hub->sh->last_id.seq)
+        || w->slot->cursor == w->hub->sh->log_pos)
     {
         return;
     }
@@ -419,7 +419,7 @@ ngx_http_sse_collect_locked(void)
     w->ndeliveries = 0;
     w->touched = NULL;
 
-    if (w->slot->cursor == w->hub->sh->last_id.seq) {
+    if (w->slot->cursor == w->hub->sh->log_pos) {
         return;
     }
 
@@ -429,7 +429,7 @@ ngx_http_sse_collect_locked(void)
 
     ngx_http_sse_collect_copy_locked(first);
 
-    w->slot->cursor = w->hub->sh->last_id.seq;
+    w->slot->cursor = w->hub->sh->log_pos;
 
     ngx_http_sse_hub_trim_log_locked();
 }
@@ -461,7 +461,7 @@ ngx_http_sse_collect_size_locked(void)
     {
         ev = ngx_queue_data(q, ngx_http_sse_event_t, log);
 
-        if (ev->id.seq <= w->slot->cursor) {
+        if (ev->pos <= w->slot->cursor) {
             break;
         }
     }

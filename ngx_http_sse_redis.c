@@ -1,0 +1,2153 @@
+
+/*
+ * ngx_http_sse_module: the Redis client, hiredis's async API on nginx's own
+ * event loop (no thread, no blocking call).  With sse_redis, Redis holds the
+ * hub's log, the stream <prefix>log, and each node is a reader of it:
+ *
+ *   - every worker has a command link: publishes (POST, DELETE) are
+ *     appended to the log by one script call, which refuses to append once
+ *     sse_redis_timeout has passed on Redis's clock, so a publish answered
+ *     503 is delivered nowhere;
+ *   - one worker per node, chosen in the zone, reads the log (XREAD BLOCK
+ *     on a link of its own) and puts each entry into the zone with its
+ *     Redis id, through the hub's one publish entry point: every node, the
+ *     one that took the POST included, delivers what it reads, once;
+ *   - one worker of all nodes at a time, the holder of a lease in Redis,
+ *     subscribes to <prefix>* and appends each PUBLISH message to the log
+ *     (the script checks the lease, so a message is logged once).
+ *
+ * Calls: hiredis, ngx_http_sse_event.c (checks, framing, ids) and
+ * ngx_http_sse_hub.c (the publish entry point, the zone's Redis state).
+ */
+
+
+#include "ngx_http_sse.h"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+/* entries one XREAD brings at most, and how long it waits for one */
+#define NGX_HTTP_SSE_REDIS_READ_COUNT   "1000"
+#define NGX_HTTP_SSE_REDIS_READ_BLOCK   2000
+
+#define NGX_HTTP_SSE_REDIS_TICK         200
+#define NGX_HTTP_SSE_REDIS_LEASE_TTL    3000
+#define NGX_HTTP_SSE_REDIS_LEASE_RENEW  1000
+#define NGX_HTTP_SSE_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_SSE_REDIS_BACKOFF_MAX  2000
+
+/* the clock offset to Redis is measured again this often */
+#define NGX_HTTP_SSE_REDIS_CLOCK_EVERY  60000
+
+
+typedef enum {
+    NGX_HTTP_SSE_REDIS_DOWN = 0,
+    NGX_HTTP_SSE_REDIS_CONNECTING,
+    NGX_HTTP_SSE_REDIS_READY
+} ngx_http_sse_redis_state_e;
+
+
+typedef struct ngx_http_sse_redis_link_s  ngx_http_sse_redis_link_t;
+
+struct ngx_http_sse_redis_link_s {
+    const char                     *name;
+    redisAsyncContext              *ac;
+    ngx_connection_t               *c;
+    ngx_event_t                     retry;      /* reconnect, after backoff */
+    ngx_event_t                     watchdog;   /* a reply that is late */
+    ngx_msec_t                      backoff;
+    ngx_http_sse_redis_state_e      state;
+    ngx_uint_t                      handshake;  /* replies still due */
+    ngx_uint_t                      lost;       /* failed since ready */
+    const char                     *reason;     /* why we close it */
+    void                          (*ready)(ngx_http_sse_redis_link_t *l);
+    unsigned                        wanted:1;
+    unsigned                        silent:1;   /* not ready yet: no log */
+};
+
+
+struct ngx_http_sse_redis_op_s {
+    ngx_http_sse_redis_done_pt      done;       /* NULL: cancelled */
+    void                           *data;
+    ngx_uint_t                      n;
+    ngx_http_sse_id_t               ids[1];
+};
+
+
+typedef struct {
+    ngx_http_sse_redis_conf_t      *conf;
+    ngx_log_t                      *log;
+    ngx_http_sse_redis_link_t       cmd;
+    ngx_http_sse_redis_link_t       reader;
+    ngx_http_sse_redis_link_t       sub;
+    ngx_event_t                     tick;
+    ngx_msec_t                      lease_at;   /* next lease try/renew */
+    ngx_msec_t                      clock_at;   /* next clock measure */
+    ngx_msec_t                      clock_sent;
+    int64_t                         offset;     /* Redis's clock - ours */
+    ngx_http_sse_id_t               read_id;    /* last entry read */
+    ngx_str_t                       token;      /* this worker's lease */
+    u_char                          token_data[48];
+    u_char                          append_sha[41];
+    u_char                          lease_sha[41];
+    u_char                          release_sha[41];
+    unsigned                        is_reader:1;
+    unsigned                        is_ingress:1;
+    unsigned                        lease_pending:1;
+    unsigned                        down_logged:1;
+    unsigned                        exiting:1;
+} ngx_http_sse_redis_t;
+
+
+static void ngx_http_sse_redis_link_init(ngx_http_sse_redis_link_t *link,
+    const char *name, void (*ready)(ngx_http_sse_redis_link_t *l));
+static void ngx_http_sse_redis_connect(ngx_http_sse_redis_link_t *link);
+static ngx_int_t ngx_http_sse_redis_attach(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_add_read(void *data);
+static void ngx_http_sse_redis_del_read(void *data);
+static void ngx_http_sse_redis_add_write(void *data);
+static void ngx_http_sse_redis_del_write(void *data);
+static void ngx_http_sse_redis_cleanup(void *data);
+static void ngx_http_sse_redis_read_handler(ngx_event_t *rev);
+static void ngx_http_sse_redis_write_handler(ngx_event_t *wev);
+static void ngx_http_sse_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_sse_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_sse_redis_handshake(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_handshake_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static ngx_int_t ngx_http_sse_redis_command(ngx_http_sse_redis_link_t *link,
+    redisCallbackFn *fn, void *privdata, ngx_uint_t argc, ngx_str_t *argv);
+static void ngx_http_sse_redis_close(ngx_http_sse_redis_link_t *link,
+    const char *reason);
+static void ngx_http_sse_redis_sent(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_any_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_sse_redis_replied(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_link_lost(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_retry_handler(ngx_event_t *ev);
+static void ngx_http_sse_redis_watchdog_handler(ngx_event_t *ev);
+static void ngx_http_sse_redis_log_down(ngx_http_sse_redis_link_t *link,
+    const char *err);
+static void ngx_http_sse_redis_log_up(ngx_http_sse_redis_link_t *link);
+
+static void ngx_http_sse_redis_cmd_ready(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_clock(void);
+static void ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_sse_redis_append_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+static void ngx_http_sse_redis_tick_handler(ngx_event_t *ev);
+static void ngx_http_sse_redis_elect(void);
+static void ngx_http_sse_redis_set_up(ngx_uint_t up);
+static void ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_xread(void);
+static void ngx_http_sse_redis_xread_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_sse_redis_entry(redisReply *id, redisReply *fields,
+    ngx_pool_t *pool);
+static ngx_int_t ngx_http_sse_redis_entry_apply(ngx_http_sse_id_t *id,
+    redisReply *fields, ngx_pool_t *pool, const char **err);
+
+static void ngx_http_sse_redis_lease(void);
+static void ngx_http_sse_redis_lease_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_sse_redis_lease_lost(void);
+static void ngx_http_sse_redis_sub_ready(ngx_http_sse_redis_link_t *link);
+static void ngx_http_sse_redis_message(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_sse_redis_convert(ngx_str_t *channel,
+    ngx_str_t *payload, ngx_pool_t *pool, const char **err);
+static ngx_int_t ngx_http_sse_redis_send_append(
+    ngx_http_sse_redis_entry_t *e, ngx_uint_t n, uint64_t deadline,
+    ngx_str_t *token, ngx_http_sse_redis_op_t *op, ngx_pool_t *pool);
+static void ngx_http_sse_redis_release(void);
+
+
+/*
+ * The append script.  KEYS: the log, the lease.  ARGV: MAXLEN, a deadline
+ * on Redis's clock in ms (0: none), the lease token ("": not checked), then
+ * six values per entry: op, channel, event, data, history, ttl ("": left
+ * out).  Returns the entries' ids, or an error and appends nothing.
+ */
+
+static ngx_str_t  ngx_http_sse_redis_append_lua = ngx_string(
+    "local dl = tonumber(ARGV[2])\n"
+    "if dl > 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > dl\n"
+    "  then return redis.error_reply('SSETIMEOUT publish too late') end\n"
+    "end\n"
+    "if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then\n"
+    "  return redis.error_reply('SSENOLEASE not the ingress')\n"
+    "end\n"
+    "local names = {'op', 'channel', 'event', 'data', 'history', 'ttl'}\n"
+    "local ids = {}\n"
+    "for i = 4, #ARGV, 6 do\n"
+    "  local f = {}\n"
+    "  for k = 0, 5 do\n"
+    "    if ARGV[i + k] ~= '' or k == 3 then\n"
+    "      f[#f + 1] = names[k + 1]\n"
+    "      f[#f + 1] = ARGV[i + k]\n"
+    "    end\n"
+    "  end\n"
+    "  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1],"
+    " '*', unpack(f))\n"
+    "end\n"
+    "return ids\n");
+
+/*
+ * KEYS: the lease; ARGV: token, ttl in ms.  Takes the lease when it is
+ * free, renews it when it is ours: 1 when it is ours now.
+ */
+
+static ngx_str_t  ngx_http_sse_redis_lease_lua = ngx_string(
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then\n"
+    "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "end\n"
+    "if not v then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n");
+
+static ngx_str_t  ngx_http_sse_redis_release_lua = ngx_string(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n");
+
+
+static ngx_http_sse_redis_t  ngx_http_sse_redis;
+
+
+/* configuration: redis://[[user]:password@]host[:port][/db] */
+
+char *
+ngx_http_sse_redis_parse_url(ngx_conf_t *cf, ngx_str_t *url,
+    ngx_http_sse_redis_conf_t *rcf)
+{
+    u_char     *p, *last, *at, *colon, *slash, *dst;
+    ngx_int_t   db;
+    ngx_str_t   user, password;
+    ngx_url_t   u;
+
+    p = url->data;
+    last = p + url->len;
+
+    if (url->len < sizeof("redis://") - 1
+        || ngx_strncasecmp(p, (u_char *) "redis://", sizeof("redis://") - 1)
+           != 0)
+    {
+        return "must be a redis:// URL";
+    }
+
+    p += sizeof("redis://") - 1;
+
+    /* the password may hold '@' and '/': the host starts after the last '@' */
+
+    at = NULL;
+
+    for (dst = p; dst < last; dst++) {
+        if (*dst == '@') {
+            at = dst;
+        }
+    }
+
+    ngx_str_null(&user);
+    ngx_str_null(&password);
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon == NULL) {
+            return "has no password: use redis://:password@host "
+                   "or redis://user:password@host";
+        }
+
+        user.data = p;
+        user.len = colon - p;
+        password.data = colon + 1;
+        password.len = at - colon - 1;
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    db = 0;
+
+    if (slash) {
+        if (slash + 1 < last) {
+            db = ngx_atoi(slash + 1, last - slash - 1);
+
+            if (db == NGX_ERROR) {
+                return "has a database that is not a number";
+            }
+        }
+
+        last = slash;
+    }
+
+    if (p == last) {
+        return "has no host";
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = p;
+    u.url.len = last - p;
+    u.default_port = 6379;
+
+    /* resolved now: hiredis would resolve with a blocking call */
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "sse_redis: %s in \"%V\"", u.err, url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0 || u.family == AF_UNIX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sse_redis: no address for \"%V\"", &u.host);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (rcf->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                                  rcf->host.data, NGX_SOCKADDR_STRLEN, 0);
+    rcf->host.data[rcf->host.len] = '\0';
+
+    rcf->port = u.port;
+    rcf->db = db;
+    rcf->url = *url;
+
+    /* percent-encoded, as in any URL */
+
+    if (user.len) {
+        dst = ngx_pnalloc(cf->pool, user.len);
+        if (dst == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->user.data = dst;
+        p = user.data;
+        ngx_unescape_uri(&dst, &p, user.len, 0);
+        rcf->user.len = dst - rcf->user.data;
+    }
+
+    if (password.len) {
+        dst = ngx_pnalloc(cf->pool, password.len);
+        if (dst == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->password.data = dst;
+        p = password.data;
+        ngx_unescape_uri(&dst, &p, password.len, 0);
+        rcf->password.len = dst - rcf->password.data;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the keys and the pattern that follow from the prefix */
+
+char *
+ngx_http_sse_redis_init_conf(ngx_conf_t *cf, ngx_http_sse_redis_conf_t *rcf)
+{
+    u_char      *p;
+    ngx_uint_t   i;
+
+    if (rcf->prefix.len > 64) {
+        return "sse_redis_prefix: at most 64 bytes";
+    }
+
+    for (i = 0; i < rcf->prefix.len; i++) {
+        if (rcf->prefix.data[i] <= 0x20 || rcf->prefix.data[i] >= 0x7f) {
+            return "sse_redis_prefix: printable bytes, no spaces";
+        }
+    }
+
+    rcf->log_key.len = rcf->prefix.len + sizeof("log") - 1;
+    rcf->log_key.data = ngx_pnalloc(cf->pool, rcf->log_key.len);
+
+    rcf->lease_key.len = rcf->prefix.len + sizeof("ingress") - 1;
+    rcf->lease_key.data = ngx_pnalloc(cf->pool, rcf->lease_key.len);
+
+    /* the prefix's own glob characters are escaped in the pattern */
+    rcf->pattern.data = ngx_pnalloc(cf->pool, 2 * rcf->prefix.len + 1);
+
+    if (rcf->log_key.data == NULL || rcf->lease_key.data == NULL
+        || rcf->pattern.data == NULL)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(rcf->log_key.data, "%Vlog", &rcf->prefix);
+    ngx_sprintf(rcf->lease_key.data, "%Vingress", &rcf->prefix);
+
+    p = rcf->pattern.data;
+
+    for (i = 0; i < rcf->prefix.len; i++) {
+        if (ngx_strchr("*?[]\\", rcf->prefix.data[i])) {
+            *p++ = '\\';
+        }
+
+        *p++ = rcf->prefix.data[i];
+    }
+
+    *p++ = '*';
+    rcf->pattern.len = p - rcf->pattern.data;
+
+    return NGX_CONF_OK;
+}
+
+
+/* worker start and exit */
+
+ngx_int_t
+ngx_http_sse_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_sse_redis_conf_t *rcf)
+{
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    rd->conf = rcf;
+    rd->log = cycle->log;
+
+    ngx_http_sse_redis_link_init(&rd->cmd, "command",
+                                 ngx_http_sse_redis_cmd_ready);
+    ngx_http_sse_redis_link_init(&rd->reader, "log reader",
+                                 ngx_http_sse_redis_reader_ready);
+    ngx_http_sse_redis_link_init(&rd->sub, "ingress",
+                                 ngx_http_sse_redis_sub_ready);
+
+    rd->token.data = rd->token_data;
+    rd->token.len = ngx_sprintf(rd->token_data, "%P-%08xD%08xD-%T", ngx_pid,
+                                (uint32_t) ngx_random(),
+                                (uint32_t) ngx_random(), ngx_time())
+                    - rd->token_data;
+
+    rd->tick.handler = ngx_http_sse_redis_tick_handler;
+    rd->tick.log = cycle->log;
+    rd->tick.data = rd;
+    rd->tick.cancelable = 1;
+
+    rd->cmd.wanted = 1;
+    ngx_http_sse_redis_connect(&rd->cmd);
+
+    ngx_http_sse_redis_elect();
+
+    ngx_add_timer(&rd->tick, NGX_HTTP_SSE_REDIS_TICK);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->conf == NULL) {
+        return;
+    }
+
+    ngx_http_sse_redis_release();
+
+    rd->cmd.wanted = 0;
+    ngx_http_sse_redis_close(&rd->cmd, NULL);
+
+    rd->conf = NULL;
+}
+
+
+/*
+ * The worker lets go of what it does for the node: the log reader and the
+ * lease, so that another worker (a new one, on reload) takes them over.
+ */
+
+static void
+ngx_http_sse_redis_release(void)
+{
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_redis_t  *rd;
+    ngx_str_t              argv[5];
+
+    rd = &ngx_http_sse_redis;
+    hub = ngx_http_sse_hub_get();
+
+    if (rd->is_ingress) {
+        rd->sub.wanted = 0;
+        ngx_http_sse_redis_close(&rd->sub, NULL);
+
+        if (rd->cmd.state == NGX_HTTP_SSE_REDIS_READY) {
+            ngx_str_set(&argv[0], "EVALSHA");
+            argv[1].data = rd->release_sha;
+            argv[1].len = 40;
+            ngx_str_set(&argv[2], "1");
+            argv[3] = rd->conf->lease_key;
+            argv[4] = rd->token;
+
+            (void) ngx_http_sse_redis_command(&rd->cmd,
+                                              ngx_http_sse_redis_any_reply,
+                                              NULL, 5, argv);
+        }
+
+        rd->is_ingress = 0;
+
+        if (hub) {
+            hub->sh->redis.ingress = 0;
+        }
+    }
+
+    if (rd->is_reader) {
+        rd->reader.wanted = 0;
+        ngx_http_sse_redis_close(&rd->reader, NULL);
+
+        rd->is_reader = 0;
+
+        if (hub) {
+            ngx_http_sse_hub_lock();
+
+            if (hub->sh->redis.reader == ngx_pid) {
+                hub->sh->redis.reader = 0;
+                hub->sh->redis.up = 0;
+            }
+
+            ngx_http_sse_hub_unlock();
+        }
+    }
+}
+
+
+/* links: one hiredis context each, with an nginx connection for its fd */
+
+static void
+ngx_http_sse_redis_link_init(ngx_http_sse_redis_link_t *link,
+    const char *name, void (*ready)(ngx_http_sse_redis_link_t *l))
+{
+    ngx_memzero(link, sizeof(ngx_http_sse_redis_link_t));
+
+    link->name = name;
+    link->ready = ready;
+    link->backoff = NGX_HTTP_SSE_REDIS_BACKOFF_MIN;
+
+    link->retry.handler = ngx_http_sse_redis_retry_handler;
+    link->retry.data = link;
+    link->retry.log = ngx_http_sse_redis.log;
+    link->retry.cancelable = 1;
+
+    link->watchdog.handler = ngx_http_sse_redis_watchdog_handler;
+    link->watchdog.data = link;
+    link->watchdog.log = ngx_http_sse_redis.log;
+    link->watchdog.cancelable = 1;
+}
+
+
+static void
+ngx_http_sse_redis_connect(ngx_http_sse_redis_link_t *link)
+{
+    redisAsyncContext          *ac;
+    ngx_http_sse_redis_conf_t  *rcf;
+
+    if (link->ac || ngx_exiting || !link->wanted) {
+        return;
+    }
+
+    rcf = ngx_http_sse_redis.conf;
+
+    /* a numeric address: hiredis resolves nothing */
+    ac = redisAsyncConnect((char *) rcf->host.data, (int) rcf->port);
+
+    if (ac == NULL) {
+        ngx_http_sse_redis_log_down(link, "out of memory");
+        ngx_http_sse_redis_link_lost(link);
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_sse_redis_log_down(link, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_sse_redis_link_lost(link);
+        return;
+    }
+
+    link->ac = ac;
+    link->state = NGX_HTTP_SSE_REDIS_CONNECTING;
+    link->reason = NULL;
+
+    /* the hooks first, then the callbacks: connecting may call them */
+
+    if (ngx_http_sse_redis_attach(link) != NGX_OK) {
+        /* no hook was set: hiredis frees it without calling cleanup */
+        link->ac = NULL;
+        redisAsyncFree(ac);
+        ngx_http_sse_redis_log_down(link, "no free connection");
+        ngx_http_sse_redis_link_lost(link);
+        return;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_http_sse_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_sse_redis_disconnected);
+
+    /* connect and handshake must end within sse_redis_timeout, or retry */
+    ngx_add_timer(&link->watchdog, rcf->timeout);
+}
+
+
+static ngx_int_t
+ngx_http_sse_redis_attach(ngx_http_sse_redis_link_t *link)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    ac = link->ac;
+
+    c = ngx_get_connection(ac->c.fd, ngx_http_sse_redis.log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = link;
+
+    /* on quit, ngx_close_idle_connections() tells us: see the read handler */
+    c->idle = 1;
+
+    c->read->handler = ngx_http_sse_redis_read_handler;
+    c->write->handler = ngx_http_sse_redis_write_handler;
+    c->read->log = ngx_http_sse_redis.log;
+    c->write->log = ngx_http_sse_redis.log;
+
+    link->c = c;
+
+    ac->ev.data = link;
+    ac->ev.addRead = ngx_http_sse_redis_add_read;
+    ac->ev.delRead = ngx_http_sse_redis_del_read;
+    ac->ev.addWrite = ngx_http_sse_redis_add_write;
+    ac->ev.delWrite = ngx_http_sse_redis_del_write;
+    ac->ev.cleanup = ngx_http_sse_redis_cleanup;
+
+    /* the connect completes when the socket becomes writable */
+    ngx_http_sse_redis_add_write(link);
+
+    return NGX_OK;
+}
+
+
+/*
+ * hiredis's hooks.  The events are level-triggered: hiredis reads at most
+ * 16 KB per call and asks for writes only while it has something to send,
+ * so each readiness is worth exactly one call, on any event method.
+ */
+
+static void
+ngx_http_sse_redis_add_read(void *data)
+{
+    ngx_http_sse_redis_link_t  *link = data;
+
+    if (link->c && !link->c->read->active) {
+        if (ngx_add_event(link->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            link->reason = "cannot watch the socket";
+        }
+    }
+}
+
+
+static void
+ngx_http_sse_redis_del_read(void *data)
+{
+    ngx_http_sse_redis_link_t  *link = data;
+
+    if (link->c && link->c->read->active) {
+        (void) ngx_del_event(link->c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_sse_redis_add_write(void *data)
+{
+    ngx_http_sse_redis_link_t  *link = data;
+
+    if (link->c && !link->c->write->active) {
+        if (ngx_add_event(link->c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
+            != NGX_OK)
+        {
+            link->reason = "cannot watch the socket";
+        }
+    }
+}
+
+
+static void
+ngx_http_sse_redis_del_write(void *data)
+{
+    ngx_http_sse_redis_link_t  *link = data;
+
+    if (link->c && link->c->write->active) {
+        (void) ngx_del_event(link->c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/*
+ * hiredis frees the context (and closes the fd) right after this: the
+ * nginx connection goes, never the fd, and the link is down.
+ */
+
+static void
+ngx_http_sse_redis_cleanup(void *data)
+{
+    ngx_http_sse_redis_link_t  *link = data;
+
+    ngx_connection_t  *c;
+
+    c = link->c;
+
+    if (c) {
+        if (c->read->active) {
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->write->active) {
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        ngx_free_connection(c);
+        c->fd = (ngx_socket_t) -1;
+        link->c = NULL;
+    }
+
+    if (link->ac && link->reason == NULL && link->ac->errstr[0]) {
+        ngx_http_sse_redis_log_down(link, link->ac->errstr);
+
+    } else if (link->reason) {
+        ngx_http_sse_redis_log_down(link, link->reason);
+    }
+
+    link->ac = NULL;
+
+    ngx_http_sse_redis_link_lost(link);
+}
+
+
+static void
+ngx_http_sse_redis_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t           *c;
+    ngx_http_sse_redis_link_t  *link;
+
+    c = rev->data;
+    link = c->data;
+
+    if (c->close) {
+        /*
+         * the worker quits: it hands the log reader and the lease over at
+         * once, and keeps its command link for the publishes it still owes
+         */
+        c->close = 0;
+
+        if (!ngx_http_sse_redis.exiting) {
+            ngx_http_sse_redis.exiting = 1;
+            ngx_http_sse_redis_release();
+        }
+
+        return;
+    }
+
+    /* this may free the context: nothing of it is touched after */
+    redisAsyncHandleRead(link->ac);
+}
+
+
+static void
+ngx_http_sse_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t           *c;
+    ngx_http_sse_redis_link_t  *link;
+
+    c = wev->data;
+    link = c->data;
+
+    redisAsyncHandleWrite(link->ac);
+}
+
+
+static void
+ngx_http_sse_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_sse_redis_link_t  *link;
+
+    link = ac->ev.data;
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context now, and calls cleanup */
+        return;
+    }
+
+    ngx_http_sse_redis_handshake(link);
+}
+
+
+static void
+ngx_http_sse_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    /* cleanup, called just before, has said why and scheduled a retry */
+}
+
+
+/*
+ * AUTH and SELECT as the URL says, then PING: a Redis that is still
+ * loading its data answers it with -LOADING, and is tried again later.
+ */
+
+static void
+ngx_http_sse_redis_handshake(ngx_http_sse_redis_link_t *link)
+{
+    ngx_str_t                   argv[3];
+    ngx_uint_t                  n;
+    ngx_http_sse_redis_conf_t  *rcf;
+    u_char                      db[NGX_INT_T_LEN];
+
+    rcf = ngx_http_sse_redis.conf;
+    link->handshake = 0;
+
+    if (rcf->password.len) {
+        ngx_str_set(&argv[0], "AUTH");
+        n = 1;
+
+        if (rcf->user.len) {
+            argv[n++] = rcf->user;
+        }
+
+        argv[n++] = rcf->password;
+
+        if (ngx_http_sse_redis_command(link,
+                                       ngx_http_sse_redis_handshake_reply,
+                                       link, n, argv)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (rcf->db) {
+        ngx_str_set(&argv[0], "SELECT");
+        argv[1].data = db;
+        argv[1].len = ngx_sprintf(db, "%i", rcf->db) - db;
+
+        if (ngx_http_sse_redis_command(link,
+                                       ngx_http_sse_redis_handshake_reply,
+                                       link, 2, argv)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (link == &ngx_http_sse_redis.cmd) {
+        ngx_str_set(&argv[0], "SCRIPT");
+        ngx_str_set(&argv[1], "LOAD");
+
+        argv[2] = ngx_http_sse_redis_append_lua;
+        if (ngx_http_sse_redis_command(link,
+                                       ngx_http_sse_redis_handshake_reply,
+                                       ngx_http_sse_redis.append_sha, 3, argv)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        argv[2] = ngx_http_sse_redis_lease_lua;
+        if (ngx_http_sse_redis_command(link,
+                                       ngx_http_sse_redis_handshake_reply,
+                                       ngx_http_sse_redis.lease_sha, 3, argv)
+            != NGX_OK)
+        {
+            return;
+        }
+
+        argv[2] = ngx_http_sse_redis_release_lua;
+        if (ngx_http_sse_redis_command(link,
+                                       ngx_http_sse_redis_handshake_reply,
+                                       ngx_http_sse_redis.release_sha, 3,
+                                       argv)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    ngx_str_set(&argv[0], "PING");
+
+    (void) ngx_http_sse_redis_command(link, ngx_http_sse_redis_handshake_reply,
+                                      link, 1, argv);
+}
+
+
+static void
+ngx_http_sse_redis_handshake_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                 *reply = r;
+    ngx_http_sse_redis_link_t  *link;
+
+    link = ac->ev.data;
+
+    if (reply == NULL || link->state != NGX_HTTP_SSE_REDIS_CONNECTING) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_strncmp(reply->str, "LOADING", 7) == 0) {
+            /* not ready yet: tried again, and said once */
+            link->silent = 1;
+        }
+
+        ngx_http_sse_redis_log_down(link, reply->str);
+        ngx_http_sse_redis_close(link, NULL);
+        return;
+    }
+
+    if (privdata != link) {
+        /* SCRIPT LOAD: the script's sha */
+
+        if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+            ngx_http_sse_redis_close(link, "unexpected SCRIPT LOAD reply");
+            return;
+        }
+
+        ngx_memcpy(privdata, reply->str, 40);
+        ((u_char *) privdata)[40] = '\0';
+    }
+
+    if (--link->handshake) {
+        return;
+    }
+
+    /* PING answered: the link is ready */
+
+    if (link->watchdog.timer_set) {
+        ngx_del_timer(&link->watchdog);
+    }
+
+    link->state = NGX_HTTP_SSE_REDIS_READY;
+    link->backoff = NGX_HTTP_SSE_REDIS_BACKOFF_MIN;
+    link->silent = 0;
+
+    ngx_http_sse_redis_log_up(link);
+
+    link->ready(link);
+}
+
+
+/* a command with binary-safe arguments; the handshake counts its own */
+
+static ngx_int_t
+ngx_http_sse_redis_command(ngx_http_sse_redis_link_t *link,
+    redisCallbackFn *fn, void *privdata, ngx_uint_t argc, ngx_str_t *argv)
+{
+    ngx_uint_t   i;
+    const char  *args[8];
+    size_t       lens[8];
+
+    if (link->ac == NULL || argc > 8) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < argc; i++) {
+        args[i] = (const char *) argv[i].data;
+        lens[i] = argv[i].len;
+    }
+
+    if (redisAsyncCommandArgv(link->ac, fn, privdata, (int) argc, args, lens)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (fn == ngx_http_sse_redis_handshake_reply) {
+        link->handshake++;
+
+    } else {
+        ngx_http_sse_redis_sent(link);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A ready command link whose oldest command has no answer for longer than
+ * sse_redis_timeout and a second is taken for dead: a Redis that never
+ * answers must not pile up what waits for it.  The reader has a watchdog of
+ * its own, around each XREAD.
+ */
+
+static void
+ngx_http_sse_redis_sent(ngx_http_sse_redis_link_t *link)
+{
+    if (link == &ngx_http_sse_redis.cmd
+        && link->state == NGX_HTTP_SSE_REDIS_READY
+        && !link->watchdog.timer_set)
+    {
+        ngx_add_timer(&link->watchdog, ngx_http_sse_redis.conf->timeout + 1000);
+    }
+}
+
+
+/* a reply nothing waits for */
+
+static void
+ngx_http_sse_redis_any_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    if (r) {
+        ngx_http_sse_redis_replied(&ngx_http_sse_redis.cmd);
+    }
+}
+
+
+static void
+ngx_http_sse_redis_replied(ngx_http_sse_redis_link_t *link)
+{
+    if (link->ac == NULL || link->state != NGX_HTTP_SSE_REDIS_READY) {
+        return;
+    }
+
+    if (link->ac->replies.head == NULL) {
+        if (link->watchdog.timer_set) {
+            ngx_del_timer(&link->watchdog);
+        }
+
+        return;
+    }
+
+    ngx_add_timer(&link->watchdog, ngx_http_sse_redis.conf->timeout + 1000);
+}
+
+
+/*
+ * Closes the link: pending callbacks run with no reply, cleanup marks it
+ * down, and it is connected again after backoff if still wanted.
+ */
+
+static void
+ngx_http_sse_redis_close(ngx_http_sse_redis_link_t *link, const char *reason)
+{
+    if (link->ac == NULL) {
+        if (link->retry.timer_set && !link->wanted) {
+            ngx_del_timer(&link->retry);
+        }
+
+        return;
+    }
+
+    link->reason = reason;
+
+    redisAsyncFree(link->ac);
+}
+
+
+static void
+ngx_http_sse_redis_link_lost(ngx_http_sse_redis_link_t *link)
+{
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (link->watchdog.timer_set) {
+        ngx_del_timer(&link->watchdog);
+    }
+
+    if (link->state == NGX_HTTP_SSE_REDIS_READY
+        && link == &rd->reader && rd->is_reader)
+    {
+        ngx_http_sse_redis_set_up(0);
+    }
+
+    if (link->state == NGX_HTTP_SSE_REDIS_READY && link == &rd->sub
+        && rd->is_ingress)
+    {
+        /* no longer subscribed: another worker or node may take it */
+        ngx_http_sse_redis_lease_lost();
+    }
+
+    link->state = NGX_HTTP_SSE_REDIS_DOWN;
+    link->lost = 1;
+    link->reason = NULL;
+
+    if (!link->wanted || ngx_exiting || link->retry.timer_set) {
+        return;
+    }
+
+    ngx_add_timer(&link->retry, link->backoff);
+
+    link->backoff = ngx_min(link->backoff * 2, NGX_HTTP_SSE_REDIS_BACKOFF_MAX);
+}
+
+
+static void
+ngx_http_sse_redis_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_sse_redis_connect(ev->data);
+}
+
+
+/* a link whose connect, handshake or reply is late is closed and retried */
+
+static void
+ngx_http_sse_redis_watchdog_handler(ngx_event_t *ev)
+{
+    ngx_http_sse_redis_link_t  *link = ev->data;
+
+    ngx_http_sse_redis_close(link, "Redis did not answer in time");
+}
+
+
+/*
+ * Logs: the first failure of a worker's links is an error, what follows
+ * until they are all up again is said at debug level only, so that a Redis
+ * down for hours logs one line per worker, and one when it is back.
+ */
+
+static void
+ngx_http_sse_redis_log_down(ngx_http_sse_redis_link_t *link, const char *err)
+{
+    ngx_uint_t             level;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->down_logged || ngx_exiting) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "sse: redis %s link: %s", link->name, err);
+        return;
+    }
+
+    rd->down_logged = 1;
+
+    /* a Redis still loading its data is expected to come up soon */
+    level = link->silent ? NGX_LOG_WARN : NGX_LOG_ERR;
+
+    ngx_log_error(level, rd->log, 0,
+                  "sse: redis at %V unavailable (%s link: %s), "
+                  "retrying", &rd->conf->host, link->name, err);
+}
+
+
+static void
+ngx_http_sse_redis_log_up(ngx_http_sse_redis_link_t *link)
+{
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (link->lost) {
+        link->lost = 0;
+
+        hub = ngx_http_sse_hub_get();
+
+        if (hub) {
+            (void) ngx_atomic_fetch_add(&hub->sh->redis.reconnects, 1);
+        }
+    }
+
+    if (rd->down_logged
+        && rd->cmd.state != NGX_HTTP_SSE_REDIS_DOWN
+        && (!rd->is_reader || rd->reader.state == NGX_HTTP_SSE_REDIS_READY))
+    {
+        rd->down_logged = 0;
+
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "sse: redis link up, %V", &rd->conf->host);
+    }
+}
+
+
+/* the command link: appends, the lease, the clock */
+
+static void
+ngx_http_sse_redis_cmd_ready(ngx_http_sse_redis_link_t *link)
+{
+    ngx_http_sse_redis.clock_at = 0;
+    ngx_http_sse_redis_clock();
+}
+
+
+/*
+ * Deadlines are checked on Redis's clock: the offset between the clocks is
+ * measured as Redis's time against the middle of the round trip.
+ */
+
+static void
+ngx_http_sse_redis_clock(void)
+{
+    ngx_str_t              argv[1];
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->cmd.state != NGX_HTTP_SSE_REDIS_READY
+        || ngx_current_msec < rd->clock_at)
+    {
+        return;
+    }
+
+    rd->clock_at = ngx_current_msec + NGX_HTTP_SSE_REDIS_CLOCK_EVERY;
+    rd->clock_sent = ngx_current_msec;
+
+    ngx_str_set(&argv[0], "TIME");
+
+    (void) ngx_http_sse_redis_command(&rd->cmd, ngx_http_sse_redis_clock_reply,
+                                      NULL, 1, argv);
+}
+
+
+static void
+ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply            *reply = r;
+    int64_t                redis_ms, our_ms;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (reply) {
+        ngx_http_sse_redis_replied(&rd->cmd);
+    }
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    ngx_time_update();
+
+    redis_ms = (int64_t) ngx_atoi((u_char *) reply->element[0]->str,
+                                  reply->element[0]->len) * 1000
+               + ngx_atoi((u_char *) reply->element[1]->str,
+                          reply->element[1]->len) / 1000;
+
+    our_ms = (int64_t) ngx_http_sse_hub_now()
+             - (int64_t) (ngx_current_msec - rd->clock_sent) / 2;
+
+    rd->offset = redis_ms - our_ms;
+}
+
+
+/*
+ * Appends entries to the log in one script call.  NGX_DECLINED when the
+ * command link is not up; else *opp is the operation, whose done handler
+ * is called once, unless it is cancelled first.
+ */
+
+ngx_int_t
+ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
+    ngx_http_sse_redis_done_pt done, void *data, ngx_pool_t *pool,
+    ngx_http_sse_redis_op_t **opp)
+{
+    uint64_t                    deadline;
+    ngx_msec_t                  margin;
+    ngx_http_sse_redis_t       *rd;
+    ngx_http_sse_redis_op_t    *op;
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->conf == NULL || rd->cmd.state != NGX_HTTP_SSE_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    op = ngx_alloc(sizeof(ngx_http_sse_redis_op_t)
+                   + n * sizeof(ngx_http_sse_id_t), rd->log);
+    if (op == NULL) {
+        return NGX_ERROR;
+    }
+
+    op->done = done;
+    op->data = data;
+    op->n = n;
+
+    /*
+     * the script must run a quarter of the timeout before it ends here,
+     * so that its answer is back before the publisher is told 503
+     */
+
+    margin = rd->conf->timeout / 4;
+
+    deadline = (uint64_t) ((int64_t) ngx_http_sse_hub_now() + rd->offset)
+               + rd->conf->timeout - margin;
+
+    if (ngx_http_sse_redis_send_append(e, n, deadline, NULL, op, pool)
+        != NGX_OK)
+    {
+        ngx_free(op);
+        return NGX_DECLINED;
+    }
+
+    *opp = op;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_sse_redis_cancel(ngx_http_sse_redis_op_t *op)
+{
+    op->done = NULL;
+}
+
+
+static ngx_int_t
+ngx_http_sse_redis_send_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
+    uint64_t deadline, ngx_str_t *token, ngx_http_sse_redis_op_t *op,
+    ngx_pool_t *pool)
+{
+    u_char                *p;
+    size_t                *lens;
+    ngx_uint_t             i, k, argc;
+    const char           **args;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    argc = 8 + 6 * n;
+
+    args = ngx_palloc(pool, argc * (sizeof(char *) + sizeof(size_t)));
+    p = ngx_pnalloc(pool, 3 * NGX_INT64_LEN + 6 * n * NGX_INT64_LEN);
+
+    if (args == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    lens = (size_t *) (args + argc);
+
+#define ngx_http_sse_redis_arg(s, l)                                          \
+    args[k] = (const char *) (s); lens[k] = (l); k++
+
+#define ngx_http_sse_redis_num(v)                                             \
+    args[k] = (const char *) p;                                               \
+    lens[k] = ngx_sprintf(p, "%uL", (uint64_t) (v)) - p;                      \
+    p += lens[k]; k++
+
+    k = 0;
+
+    ngx_http_sse_redis_arg("EVALSHA", 7);
+    ngx_http_sse_redis_arg(rd->append_sha, 40);
+    ngx_http_sse_redis_arg("2", 1);
+    ngx_http_sse_redis_arg(rd->conf->log_key.data, rd->conf->log_key.len);
+    ngx_http_sse_redis_arg(rd->conf->lease_key.data, rd->conf->lease_key.len);
+    ngx_http_sse_redis_num(rd->conf->log_max);
+    ngx_http_sse_redis_num(deadline);
+
+    if (token) {
+        ngx_http_sse_redis_arg(token->data, token->len);
+
+    } else {
+        ngx_http_sse_redis_arg("", 0);
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_http_sse_redis_arg(e[i].op.data, e[i].op.len);
+        ngx_http_sse_redis_arg(e[i].channel.data, e[i].channel.len);
+        ngx_http_sse_redis_arg(e[i].type.data, e[i].type.len);
+        ngx_http_sse_redis_arg(e[i].data.data, e[i].data.len);
+
+        if (e[i].history >= 0) {
+            ngx_http_sse_redis_num(e[i].history);
+
+        } else {
+            ngx_http_sse_redis_arg("", 0);
+        }
+
+        if (e[i].ttl != NGX_CONF_UNSET_MSEC) {
+            ngx_http_sse_redis_num(e[i].ttl);
+
+        } else {
+            ngx_http_sse_redis_arg("", 0);
+        }
+    }
+
+#undef ngx_http_sse_redis_arg
+#undef ngx_http_sse_redis_num
+
+    if (redisAsyncCommandArgv(rd->cmd.ac, ngx_http_sse_redis_append_reply,
+                              op, (int) k, args, lens)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_sse_redis_sent(&rd->cmd);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sse_redis_append_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply               *reply = r;
+    ngx_int_t                 rc;
+    ngx_uint_t                i;
+    ngx_http_sse_hub_t       *hub;
+    ngx_http_sse_redis_op_t  *op = privdata;
+
+    rc = NGX_ERROR;
+
+    if (reply) {
+        ngx_http_sse_redis_replied(&ngx_http_sse_redis.cmd);
+    }
+
+    if (reply == NULL) {
+        /* the link went: cleanup has logged why */
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
+                      "sse: redis refused a publish: %s", reply->str);
+
+        if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            /* scripts flushed: the handshake loads them again */
+            ngx_http_sse_redis_close(&ngx_http_sse_redis.cmd, NULL);
+        }
+
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == op->n) {
+        rc = NGX_OK;
+
+        for (i = 0; i < op->n; i++) {
+            if (reply->element[i]->type != REDIS_REPLY_STRING
+                || ngx_http_sse_id_parse((u_char *) reply->element[i]->str,
+                                         reply->element[i]->len, &op->ids[i])
+                   != NGX_OK)
+            {
+                rc = NGX_ERROR;
+                break;
+            }
+        }
+
+        hub = ngx_http_sse_hub_get();
+
+        if (rc == NGX_OK && hub) {
+            (void) ngx_atomic_fetch_add(&hub->sh->redis.logged, op->n);
+        }
+
+        if (rc == NGX_OK && op->done == NULL && op->data) {
+            ngx_log_error(NGX_LOG_WARN, ngx_http_sse_redis.log, 0,
+                          "sse: redis took a publish after "
+                          "sse_redis_timeout, answered 503");
+        }
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
+                      "sse: unexpected reply to a publish, type %d",
+                      reply->type);
+    }
+
+    if (op->done) {
+        op->done(op->data, rc, op->ids, op->n);
+    }
+
+    ngx_free(op);
+}
+
+
+/* the tick: the node's reader, the lease, the clock, and exiting */
+
+static void
+ngx_http_sse_redis_tick_handler(ngx_event_t *ev)
+{
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (ngx_exiting || ngx_quit || ngx_terminate) {
+        if (!rd->exiting) {
+            rd->exiting = 1;
+            ngx_http_sse_redis_release();
+        }
+
+        return;
+    }
+
+    ngx_http_sse_redis_elect();
+
+    if (rd->is_reader) {
+        ngx_http_sse_redis_lease();
+    }
+
+    ngx_http_sse_redis_clock();
+
+    ngx_add_timer(ev, NGX_HTTP_SSE_REDIS_TICK);
+}
+
+
+/*
+ * One worker per node reads the log: the first that finds the place free,
+ * or held by a worker that is gone, takes it.
+ */
+
+static void
+ngx_http_sse_redis_elect(void)
+{
+    ngx_pid_t              pid;
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+    hub = ngx_http_sse_hub_get();
+
+    if (rd->is_reader || hub == NULL || ngx_exiting) {
+        return;
+    }
+
+    ngx_http_sse_hub_lock();
+
+    pid = hub->sh->redis.reader;
+
+    if (pid == 0
+        || (pid != ngx_pid && kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH))
+    {
+        hub->sh->redis.reader = ngx_pid;
+        hub->sh->redis.up = 0;
+        hub->sh->redis.ingress = 0;
+        rd->read_id = hub->sh->redis.read_id;
+        rd->is_reader = 1;
+    }
+
+    ngx_http_sse_hub_unlock();
+
+    if (!rd->is_reader) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                  "sse: this worker reads the redis log from %uL-%uL",
+                  rd->read_id.ms, rd->read_id.seq);
+
+    rd->lease_at = 0;
+    rd->reader.wanted = 1;
+    ngx_http_sse_redis_connect(&rd->reader);
+}
+
+
+static void
+ngx_http_sse_redis_set_up(ngx_uint_t up)
+{
+    ngx_http_sse_hub_t  *hub;
+
+    hub = ngx_http_sse_hub_get();
+
+    if (hub) {
+        hub->sh->redis.up = up;
+    }
+}
+
+
+/* the log reader */
+
+static void
+ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link)
+{
+    ngx_http_sse_redis_set_up(1);
+    ngx_http_sse_redis_xread();
+}
+
+
+static void
+ngx_http_sse_redis_xread(void)
+{
+    ngx_str_t              argv[8];
+    ngx_http_sse_redis_t  *rd;
+    u_char                 block[NGX_INT_T_LEN], id[NGX_HTTP_SSE_ID_LEN];
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->reader.state != NGX_HTTP_SSE_REDIS_READY) {
+        return;
+    }
+
+    ngx_str_set(&argv[0], "XREAD");
+    ngx_str_set(&argv[1], "COUNT");
+    ngx_str_set(&argv[2], NGX_HTTP_SSE_REDIS_READ_COUNT);
+    ngx_str_set(&argv[3], "BLOCK");
+    argv[4].data = block;
+    argv[4].len = ngx_sprintf(block, "%M", (ngx_msec_t)
+                              NGX_HTTP_SSE_REDIS_READ_BLOCK) - block;
+    ngx_str_set(&argv[5], "STREAMS");
+    argv[6] = rd->conf->log_key;
+    argv[7].data = id;
+    argv[7].len = ngx_http_sse_id_format(id, &rd->read_id) - id;
+
+    if (ngx_http_sse_redis_command(&rd->reader, ngx_http_sse_redis_xread_reply,
+                                   NULL, 8, argv)
+        != NGX_OK)
+    {
+        ngx_http_sse_redis_close(&rd->reader, "cannot send XREAD");
+        return;
+    }
+
+    /* a reply must come within the block time and the timeout */
+    ngx_add_timer(&rd->reader.watchdog,
+                  NGX_HTTP_SSE_REDIS_READ_BLOCK + rd->conf->timeout);
+}
+
+
+static void
+ngx_http_sse_redis_xread_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply            *reply = r;
+    size_t                 i;
+    ngx_pool_t            *pool;
+    redisReply            *entries, *entry;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    if (rd->reader.watchdog.timer_set) {
+        ngx_del_timer(&rd->reader.watchdog);
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (ngx_strncmp(reply->str, "LOADING", 7) == 0) {
+            rd->reader.silent = 1;
+        }
+
+        ngx_http_sse_redis_close(&rd->reader, reply->str);
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_ARRAY
+        && reply->element[0]->elements == 2
+        && reply->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+    {
+        entries = reply->element[0]->element[1];
+
+        pool = ngx_create_pool(16384, rd->log);
+        if (pool == NULL) {
+            ngx_http_sse_redis_close(&rd->reader, "out of memory");
+            return;
+        }
+
+        for (i = 0; i < entries->elements; i++) {
+            entry = entries->element[i];
+
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
+                || entry->element[0]->type != REDIS_REPLY_STRING)
+            {
+                continue;
+            }
+
+            ngx_http_sse_redis_entry(entry->element[0], entry->element[1],
+                                     pool);
+            ngx_reset_pool(pool);
+        }
+
+        ngx_destroy_pool(pool);
+
+    } else if (reply->type != REDIS_REPLY_NIL) {
+        ngx_http_sse_redis_close(&rd->reader, "unexpected XREAD reply");
+        return;
+    }
+
+    ngx_http_sse_redis_xread();
+}
+
+
+/* one entry of the log: into the zone, or logged and skipped */
+
+static void
+ngx_http_sse_redis_entry(redisReply *id, redisReply *fields, ngx_pool_t *pool)
+{
+    ngx_int_t              rc;
+    const char            *err;
+    ngx_http_sse_id_t      eid;
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+    hub = ngx_http_sse_hub_get();
+
+    if (ngx_http_sse_id_parse((u_char *) id->str, id->len, &eid) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "sse: redis log entry with a bad id \"%*s\" skipped",
+                      id->len, id->str);
+        return;
+    }
+
+    err = NULL;
+
+    rc = ngx_http_sse_redis_entry_apply(&eid, fields, pool, &err);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "sse: redis log entry %*s skipped: %s",
+                      id->len, id->str, err);
+
+    } else if (rc == NGX_OK) {
+        (void) ngx_atomic_fetch_add(&hub->sh->redis.read, 1);
+    }
+
+    rd->read_id = eid;
+
+    ngx_http_sse_hub_lock();
+
+    if (ngx_http_sse_id_gt(&eid, &hub->sh->redis.read_id)) {
+        hub->sh->redis.read_id = eid;
+    }
+
+    ngx_http_sse_hub_unlock();
+}
+
+
+/*
+ * NGX_OK: in the zone; NGX_DONE: the zone had it already; NGX_DECLINED:
+ * a bad entry, *err says why; NGX_ERROR: it could not be kept.
+ */
+
+static ngx_int_t
+ngx_http_sse_redis_entry_apply(ngx_http_sse_id_t *id, redisReply *fields,
+    ngx_pool_t *pool, const char **err)
+{
+    size_t                      i;
+    ngx_int_t                   rc, v;
+    ngx_str_t                   key, val, op, name, framed, names[1];
+    ngx_uint_t                  n, has_data;
+    redisReply                 *f;
+    ngx_http_sse_fields_t       ev;
+    ngx_http_sse_target_t       target;
+    ngx_http_sse_publish_t      pub;
+    ngx_http_sse_redis_conf_t  *rcf;
+
+    rcf = ngx_http_sse_redis.conf;
+
+    if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2) {
+        *err = "not field/value pairs";
+        return NGX_DECLINED;
+    }
+
+    ngx_str_null(&op);
+    ngx_str_null(&name);
+    ev.type = ngx_http_sse_message;
+    ngx_str_null(&ev.data);
+    has_data = 0;
+
+    ngx_memzero(&pub, sizeof(ngx_http_sse_publish_t));
+    pub.policy = rcf->policy;
+
+    for (i = 0; i < fields->elements; i += 2) {
+        f = fields->element[i];
+
+        if (f->type != REDIS_REPLY_STRING
+            || fields->element[i + 1]->type != REDIS_REPLY_STRING)
+        {
+            *err = "a field that is not a string";
+            return NGX_DECLINED;
+        }
+
+        key.data = (u_char *) f->str;
+        key.len = f->len;
+        val.data = (u_char *) fields->element[i + 1]->str;
+        val.len = fields->element[i + 1]->len;
+
+        if (key.len == 7 && ngx_strncmp(key.data, "channel", 7) == 0) {
+            name = val;
+
+        } else if (key.len == 5 && ngx_strncmp(key.data, "event", 5) == 0) {
+            ev.type = val;
+
+        } else if (key.len == 4 && ngx_strncmp(key.data, "data", 4) == 0) {
+            ev.data = val;
+            has_data = 1;
+
+        } else if (key.len == 2 && ngx_strncmp(key.data, "op", 2) == 0) {
+            op = val;
+
+        } else if (key.len == 7 && ngx_strncmp(key.data, "history", 7) == 0) {
+            v = ngx_atoi(val.data, val.len);
+            if (v == NGX_ERROR) {
+                *err = "history is not a number";
+                return NGX_DECLINED;
+            }
+
+            pub.policy.history = v;
+
+        } else if (key.len == 3 && ngx_strncmp(key.data, "ttl", 3) == 0) {
+            v = ngx_atoi(val.data, val.len);
+            if (v == NGX_ERROR) {
+                *err = "ttl is not a number";
+                return NGX_DECLINED;
+            }
+
+            pub.policy.history_ttl = (ngx_msec_t) v;
+        }
+    }
+
+    if (ngx_http_sse_parse_channels(&name, names, &n, err) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (n != 1 || names[0].len != name.len) {
+        *err = "one channel per entry";
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&target, sizeof(ngx_http_sse_target_t));
+    target.name = name;
+
+    if (op.len) {
+        if (op.len != 6 || ngx_strncmp(op.data, "delete", 6) != 0) {
+            *err = "unknown op";
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_sse_hub_channel_delete(&target, id,
+                                               ngx_http_sse_redis.log);
+    }
+
+    if (!has_data) {
+        *err = "no data field";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_sse_check_event(&ev, rcf->max_message_size, err) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_sse_frame(pool, &ev, &framed) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    pub.events = &framed;
+    pub.nevents = 1;
+    pub.targets = &target;
+    pub.ntargets = 1;
+    pub.id = id;
+
+    rc = ngx_http_sse_hub_publish(&pub, ngx_http_sse_redis.log);
+
+    if (rc == NGX_DECLINED) {
+        *err = "no room in the sse zone";
+    }
+
+    return rc;
+}
+
+
+/*
+ * The PUBLISH ingress: the node's reader takes the lease when it is free
+ * and renews it while it holds it; only the holder is subscribed.
+ */
+
+static void
+ngx_http_sse_redis_lease(void)
+{
+    ngx_str_t              argv[6];
+    ngx_http_sse_redis_t  *rd;
+    u_char                 ttl[NGX_INT_T_LEN];
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->cmd.state != NGX_HTTP_SSE_REDIS_READY || rd->lease_pending
+        || ngx_current_msec < rd->lease_at)
+    {
+        return;
+    }
+
+    ngx_str_set(&argv[0], "EVALSHA");
+    argv[1].data = rd->lease_sha;
+    argv[1].len = 40;
+    ngx_str_set(&argv[2], "1");
+    argv[3] = rd->conf->lease_key;
+    argv[4] = rd->token;
+    argv[5].data = ttl;
+    argv[5].len = ngx_sprintf(ttl, "%d", NGX_HTTP_SSE_REDIS_LEASE_TTL) - ttl;
+
+    if (ngx_http_sse_redis_command(&rd->cmd, ngx_http_sse_redis_lease_reply,
+                                   NULL, 6, argv)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    /* held, it is renewed each second; free, it is taken within a tick */
+
+    rd->lease_at = ngx_current_msec
+                   + (rd->is_ingress ? NGX_HTTP_SSE_REDIS_LEASE_RENEW
+                                     : NGX_HTTP_SSE_REDIS_TICK);
+    rd->lease_pending = 1;
+}
+
+
+static void
+ngx_http_sse_redis_lease_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply            *reply = r;
+    ngx_uint_t             held;
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+    rd->lease_pending = 0;
+
+    if (reply == NULL) {
+        return;
+    }
+
+    ngx_http_sse_redis_replied(&rd->cmd);
+
+    if (!rd->is_reader || rd->exiting) {
+        return;
+    }
+
+    held = (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
+
+    if (held && !rd->is_ingress) {
+        rd->is_ingress = 1;
+        rd->lease_at = ngx_current_msec + NGX_HTTP_SSE_REDIS_LEASE_RENEW;
+
+        hub = ngx_http_sse_hub_get();
+        if (hub) {
+            hub->sh->redis.ingress = 1;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, rd->log, 0,
+                      "sse: this worker converts PUBLISH on \"%V\"",
+                      &rd->conf->pattern);
+
+        rd->sub.wanted = 1;
+        ngx_http_sse_redis_connect(&rd->sub);
+
+    } else if (!held && rd->is_ingress) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "sse: the PUBLISH lease went to another node");
+        ngx_http_sse_redis_lease_lost();
+    }
+}
+
+
+static void
+ngx_http_sse_redis_lease_lost(void)
+{
+    ngx_http_sse_hub_t    *hub;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    rd->is_ingress = 0;
+    rd->lease_at = 0;
+
+    hub = ngx_http_sse_hub_get();
+    if (hub) {
+        hub->sh->redis.ingress = 0;
+    }
+
+    rd->sub.wanted = 0;
+    ngx_http_sse_redis_close(&rd->sub, NULL);
+}
+
+
+static void
+ngx_http_sse_redis_sub_ready(ngx_http_sse_redis_link_t *link)
+{
+    ngx_str_t  argv[2];
+
+    ngx_str_set(&argv[0], "PSUBSCRIBE");
+    argv[1] = ngx_http_sse_redis.conf->pattern;
+
+    if (ngx_http_sse_redis_command(link, ngx_http_sse_redis_message, NULL, 2,
+                                   argv)
+        != NGX_OK)
+    {
+        ngx_http_sse_redis_close(link, "cannot subscribe");
+    }
+}
+
+
+/* a PUBLISH message: ["pmessage", pattern, channel, payload] */
+
+static void
+ngx_http_sse_redis_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply            *reply = r;
+    const char            *err;
+    ngx_str_t              channel, payload;
+    ngx_pool_t            *pool;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 4
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 8
+        || ngx_strncmp(reply->element[0]->str, "pmessage", 8) != 0
+        || reply->element[2]->type != REDIS_REPLY_STRING
+        || reply->element[3]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (!rd->is_ingress) {
+        return;
+    }
+
+    channel.data = (u_char *) reply->element[2]->str
+                   + rd->conf->prefix.len;
+    channel.len = reply->element[2]->len - rd->conf->prefix.len;
+    payload.data = (u_char *) reply->element[3]->str;
+    payload.len = reply->element[3]->len;
+
+    pool = ngx_create_pool(4096, rd->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    err = NULL;
+
+    if (ngx_http_sse_redis_convert(&channel, &payload, pool, &err) != NGX_OK
+        && err)
+    {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "sse: PUBLISH on \"%*s\" dropped: %s",
+                      reply->element[2]->len, reply->element[2]->str, err);
+    }
+
+    ngx_destroy_pool(pool);
+}
+
+
+/* checked as a POST body would be, then appended under the lease */
+
+static ngx_int_t
+ngx_http_sse_redis_convert(ngx_str_t *channel, ngx_str_t *payload,
+    ngx_pool_t *pool, const char **err)
+{
+    ngx_str_t                    names[NGX_HTTP_SSE_MAX_CHANNELS];
+    ngx_uint_t                   i, n;
+    ngx_array_t                  events;
+    ngx_http_sse_fields_t       *ev;
+    ngx_http_sse_redis_t        *rd;
+    ngx_http_sse_redis_op_t     *op;
+    ngx_http_sse_redis_entry_t  *e;
+
+    rd = &ngx_http_sse_redis;
+
+    if (ngx_http_sse_parse_channels(channel, names, &n, err) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (n != 1 || names[0].len != channel->len) {
+        *err = "bad channel name";
+        return NGX_DECLINED;
+    }
+
+    if (ngx_array_init(&events, pool, 4, sizeof(ngx_http_sse_fields_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (rd->conf->payload == NGX_HTTP_SSE_REDIS_PAYLOAD_EVENT_STREAM) {
+        if (ngx_http_sse_parse_body(pool, payload, &events, err) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+    } else {
+        ev = ngx_array_push(&events);
+        if (ev == NULL) {
+            return NGX_ERROR;
+        }
+
+        ev->type = ngx_http_sse_message;
+        ev->data = *payload;
+    }
+
+    ev = events.elts;
+
+    e = ngx_pcalloc(pool, events.nelts * sizeof(ngx_http_sse_redis_entry_t));
+    if (e == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < events.nelts; i++) {
+        if (ngx_http_sse_check_event(&ev[i], rd->conf->max_message_size, err)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        e[i].channel = *channel;
+        e[i].data = ev[i].data;
+        e[i].history = -1;
+        e[i].ttl = NGX_CONF_UNSET_MSEC;
+
+        if (ev[i].type.data != ngx_http_sse_message.data) {
+            e[i].type = ev[i].type;
+        }
+    }
+
+    if (rd->cmd.state != NGX_HTTP_SSE_REDIS_READY) {
+        *err = "redis unavailable";
+        return NGX_DECLINED;
+    }
+
+    op = ngx_alloc(sizeof(ngx_http_sse_redis_op_t)
+                   + events.nelts * sizeof(ngx_http_sse_id_t), rd->log);
+    if (op == NULL) {
+        return NGX_ERROR;
+    }
+
+    op->done = NULL;
+    op->data = NULL;
+    op->n = events.nelts;
+
+    if (ngx_http_sse_redis_send_append(e, events.nelts, 0, &rd->token, op,
+                                       pool)
+        != NGX_OK)
+    {
+        ngx_free(op);
+        *err = "redis unavailable";
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
