@@ -420,7 +420,8 @@ sub _dechunk {
     }
 }
 
-# http([$srv,] $method, $path, headers => {}, body => $bytes, timeout => 5)
+# http([$srv,] $method, $path, headers => {}, body => $bytes, timeout => 5,
+#      port => $other_listen_port)
 sub http {
     my ($srv, $method, $path, %o) = _srv_args(@_);
     my $timeout = $o{timeout} // $DEFAULT_TIMEOUT;
@@ -440,7 +441,8 @@ sub http_parallel {
 sub _http_send {
     my ($srv, $method, $path, %o) = @_;
     my $timeout = $o{timeout} // $DEFAULT_TIMEOUT;
-    my $sock = _connect($srv->{port}, $timeout)
+    # port: another port of the same server (a second listen)
+    my $sock = _connect($o{port} // $srv->{port}, $timeout)
         or return { status => 0, error => "connect: $!", headers => {}, body => '' };
     my $req = $o{raw_request} // _build_request($method, $path,
         connection => 'close', %o);
