@@ -94,6 +94,49 @@ ok(ids_strictly_increasing(@e), 'ids increasing');
     $s->close;
 }
 
+# --- resume from inside a millisecond: the events of a batch share their
+# millisecond and differ in their sequence only
+{
+    my $body = join '', map { "data: rb batch $_\n\n" } 1 .. 6;
+    my $r = $srv->publish('/pub/rb', $body, content_type => 'text/event-stream');
+    is($r->{status}, 201, 'a batch of 6 events');
+    is($r->{json}{events}, 6, '...6 events published');
+    my ($s0, @all) = replay('/events/rb', headers => { 'Last-Event-ID' => '0-0' }, count => 6);
+    my @b = ids_of(@all);
+    is(scalar @b, 6, 'replay from 0-0: the 6 events');
+    is($b[-1], $r->{json}{id}, 'the last is the id the publish answered');
+    ok(ids_strictly_increasing(@b), 'their ids increase');
+    my %ms = map { (parse_id($_))[0] => 1 } @b;
+    is(scalar keys %ms, 1, "the 6 ids share one millisecond (@b)");
+    $s0->close;
+
+    my ($s, @ev) = replay('/events/rb', headers => { 'Last-Event-ID' => $b[1] }, count => 4);
+    is_deeply([ids_of(@ev)], [@b[2 .. 5]], 'resume from the 2nd of the millisecond: the 4 after it');
+    is_deeply([map { $_->{data} } @ev], [map { "rb batch $_" } 3 .. 6], '...with their data');
+    $s->close;
+
+    ($s, @ev) = replay("/events/rb?last_event_id=$b[3]", count => 2);
+    is_deeply([ids_of(@ev)], [@b[4, 5]], '?last_event_id= from the 4th: the 2 after it');
+    $s->close;
+
+    ($s, @ev) = replay('/events/rb', headers => { 'Last-Event-ID' => $b[4] }, count => 1);
+    is_deeply([ids_of(@ev)], [$b[5]], 'resume from the newest but one: the newest only');
+    my $live = $srv->publish('/pub/rb', 'rb live')->{json}{id};
+    my @l = $s->read_events(count => 1, timeout => 3);
+    push @l, $s->read_events(timeout => 0.3);
+    is_deeply([ids_of(@l)], [$live], '...then the live event, once');
+    $s->close;
+
+    # newest but one across milliseconds too: $b[5] and the live event
+    ($s, @ev) = replay('/events/rb', headers => { 'Last-Event-ID' => $b[5] }, count => 1);
+    is_deeply([ids_of(@ev)], [$live], 'resume from the newest but one (the batch\'s last): the newest');
+    $s->close;
+
+    ($s, @ev) = replay('/events/rb', headers => { 'Last-Event-ID' => $live });
+    is(scalar @ev, 0, 'resume from the newest: nothing');
+    $s->close;
+}
+
 # --- no id at all: live only
 {
     my ($s, @ev) = replay('/events/r1');

@@ -117,7 +117,8 @@ for my $c (@cases) {
     is($ok->{status}, 201, 'a batch whose largest event is exactly sse_max_message_size: 201');
     is($ok->{json}{events}, 2, '...with 2 events');
     my @got = $s->read_events(count => 2, timeout => 3);
-    is(length($got[0]{data} // ''), 1024, '...delivered whole');
+    is_deeply([map { $_->{data} } @got], ['x' x 1024, 'y'], '...delivered whole');
+    is($got[-1]{id}, $ok->{json}{id}, '...the last with the id of the answer');
     $s->take_raw;
 }
 

@@ -116,7 +116,7 @@ for my $m ('POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS') {
         my ($name, $path, $body, $o, $code) = @$c;
         (my $p2 = $path) =~ s{/err$}{/err2};
         my $r = $srv->publish($p2, $body, %$o);
-        is($r->{status}, $code, "err2: $name: $code");
+        check_json_error($r, $code, "err2: $name");
     }
     is($srv->http('GET', '/pub/err2')->{status}, 404, 'err2 after every rejected publish: still 404');
     is($srv->http('GET', '/pubmax/err2')->{status}, 404, 'err2 via /pubmax: 404');

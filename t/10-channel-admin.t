@@ -91,6 +91,8 @@ is(scalar(grep { $_->status == 200 } @subs, $http10, $bystander), 7, 'streams op
     is($j2->{events}, 0, 'DELETE elsewhere: 0 events');
     is($j2->{subscribers}, 1, 'DELETE elsewhere: 1 stream ended');
     ok($bystander->is_closed(3), 'DELETE elsewhere: its stream ended');
+    ok($bystander->ended_cleanly, 'DELETE elsewhere: with the chunked terminator');
+    ok($srv->wait_stat(subscribers => 1, 3), 'status: only the resumed adm stream is left');
     $s->close;
 }
 
@@ -99,10 +101,12 @@ is(scalar(grep { $_->status == 200 } @subs, $http10, $bystander), 7, 'streams op
     my $s = $srv->sse_connect('/events/adm2');
     my $a = $srv->publish('/pub/adm2', 'before')->{json}{id};
     my @ev = $s->read_events(count => 1, timeout => 3);
+    is_deeply([ids_of(@ev)], [$a], 'adm2: the stream got the event');
     is($srv->http('DELETE', '/pub/adm2')->{status}, 200, 'DELETE adm2');
     ok($s->is_closed(3), 'stream ended');
+    ok($s->ended_cleanly, 'stream ended with the chunked terminator');
     my @after = map { $srv->publish('/pub/adm2', "after $_")->{json}{id} } 1 .. 3;
-    my $re = $srv->sse_connect('/events/adm2', headers => { 'Last-Event-ID' => $ev[0]{id} // $a });
+    my $re = $srv->sse_connect('/events/adm2', headers => { 'Last-Event-ID' => $a });
     my @got = $re->read_events(count => 3, timeout => 3);
     push @got, $re->read_events(timeout => 0.3);
     is_deeply([ids_of(@got)], \@after, 'reconnect with Last-Event-ID: every event published since');

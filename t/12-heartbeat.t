@@ -39,7 +39,7 @@ my $HB = ": heartbeat\n\n";
     is($s->raw, "retry: 3000\n\n" . ($HB x $n), 'nothing but heartbeats on the idle stream');
     my @ev = $s->read_events(timeout => 0);
     is(scalar @ev, 0, 'heartbeats are not events');
-    ok(scalar(grep { $_ eq ' heartbeat' } $s->comments) == $n, 'parser saw them as comments');
+    is(scalar(grep { $_ eq ' heartbeat' } $s->comments), $n, 'parser saw them as comments');
 
     $off->read_events(timeout => 0);
     is($off->raw, "retry: 3000\n\n", 'sse_heartbeat off: no heartbeat after ~5 s');

@@ -49,15 +49,18 @@ is_deeply([ids_of(@ev)], [$e4], 'the remaining subscriber gets e4');
     my $stuck = $srv->sse_connect('/events/dc', rcvbuf => 4096);
     is($stuck->status, 200, 'a subscriber that will not read');
     ok($srv->wait_stat(subscribers => 2, 3), 'status: 2 subscribers');
-    my @got;
+    my (@got, @bulk);
     for my $i (1 .. 20) {
-        $srv->publish('/pub/dc', "bulk $i " . ('b' x 2000));
+        my $r = $srv->publish('/pub/dc', "bulk $i " . ('b' x 2000));
+        is($r->{json}{subscribers}, 2, "bulk $i: published to 2 subscribers") unless ($r->{json}{subscribers} // -1) == 2;
+        push @bulk, $r->{json}{id};
         push @got, $s[0]->read_events(timeout => 0);
     }
     $stuck->abort;
     ok($srv->wait_stat(subscribers => 1, 3), 'status: back to 1 after it reset the connection');
     push @got, $s[0]->read_events(count => 20 - @got, timeout => 5);
-    is(scalar @got, 20, 'the reading subscriber got all 20 bulk events');
+    push @got, $s[0]->read_events(timeout => 0.2);
+    is_deeply([ids_of(@got)], \@bulk, 'the reading subscriber got all 20 bulk events, once, in order');
 }
 
 # --- many leave at once
@@ -65,11 +68,15 @@ is_deeply([ids_of(@ev)], [$e4], 'the remaining subscriber gets e4');
     my @many = $srv->sse_connect_many(100, sub { '/events/dc' . ($_[0] % 2 ? ',dc2' : '') });
     is(scalar(grep { $_->status == 200 } @many), 100, '100 more subscribers');
     ok($srv->wait_stat(subscribers => 101, 5), 'status: 101');
-    $srv->publish('/pub/dc2', 'to half');
+    my $half = $srv->publish('/pub/dc2', 'to half');
+    is($half->{json}{subscribers}, 50, 'dc2: published to its 50 subscribers');
     $_->close for @many;
     ok($srv->wait_stat(subscribers => 1, 5), 'status: 1 after 100 closed at once');
-    is($srv->http('GET', '/pub/dc2')->{status}, 200, 'dc2 still has its kept event');
-    is($srv->http('GET', '/pub/dc2')->{json}{subscribers}, 0, 'dc2: 0 subscribers');
+    my $g = $srv->http('GET', '/pub/dc2');
+    is($g->{status}, 200, 'dc2 still has its kept event');
+    is($g->{json}{events}, 1, 'dc2: 1 event kept');
+    is($g->{json}{id}, $half->{json}{id}, 'dc2: the one published');
+    is($g->{json}{subscribers}, 0, 'dc2: 0 subscribers');
 }
 
 # --- a subscriber that closes before the response head was read

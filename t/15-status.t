@@ -7,7 +7,21 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use SSETest;
 
-my $srv = start_nginx(workers => 2, listen_opts => "reuseport");
+# small socket buffers on nginx's side: the slow subscriber below owes
+# most of a big event at once
+my $srv = start_nginx(
+    workers      => 2,
+    listen_opts  => 'reuseport sndbuf=4096',
+    server_extra => <<'EOS',
+        location ~ ^/slow/(.+)$ { sse_stream $1; sse_max_pending 1k; }
+        location ~ ^/pub2/(.+)$ { sse_publish $1; sse_history 2; }
+        location ~ ^/pubbig/(.+)$ {
+            sse_publish $1;
+            client_max_body_size 1m;
+            sse_max_message_size 1m;
+        }
+EOS
+);
 
 my @KEYS = qw(subscribers channels events_published events_delivered events_kept
               slow_closed history_evicted zone_bytes_used zone_bytes_total workers redis);
@@ -30,28 +44,33 @@ my @NUM = grep { $_ ne 'redis' } @KEYS;
                   slow_closed history_evicted)) {
         is($j->{$k}, 0, "fresh hub: $k is 0");
     }
-    ok($j->{zone_bytes_total} > 16 * 1024 * 1024 && $j->{zone_bytes_total} <= 32 * 1024 * 1024,
-       "default zone is sse:32m (total $j->{zone_bytes_total})");
+    is($j->{zone_bytes_total}, 32 * 1024 * 1024, 'default zone is sse:32m: zone_bytes_total 33554432');
     ok($j->{zone_bytes_used} > 0 && $j->{zone_bytes_used} < $j->{zone_bytes_total},
        "zone_bytes_used $j->{zone_bytes_used} within the zone");
 }
 
-# --- subscribers and counters, hub-wide
-my @a = $srv->sse_connect_many(10, '/events/st1');
-my @b = $srv->sse_connect_many(5, '/events/st2');
-is(scalar(grep { $_->status == 200 } @a, @b), 15, '15 subscribers');
+# --- subscribers and counters, hub-wide; streams of one channel and of two
+my @a  = $srv->sse_connect_many(10, '/events/st1');
+my @b  = $srv->sse_connect_many(5, '/events/st2');
+my @ab = $srv->sse_connect_many(4, '/events/st1,st2');
+is(scalar(grep { $_->status == 200 } @a, @b, @ab), 19, '19 subscribers');
 my %sw;
-$sw{ $_->worker }++ for @a, @b;
+$sw{ $_->worker }++ for @a, @b, @ab;
 ok(keys %sw > 1, 'subscribers on both workers') or diag(join ' ', %sw);
-ok($srv->wait_stat(subscribers => 15, 3), 'status: 15 subscribers');
+ok($srv->wait_stat(subscribers => 19, 3), 'status: 19 subscribers');
 
 my $used0 = $srv->stat('zone_bytes_used');
 my @ids;
 push @ids, $srv->publish('/pub/st1', "st1 $_")->{json}{id} for 1 .. 3;
 push @ids, $srv->publish('/pub/st2', "st2 $_")->{json}{id} for 1 .. 2;
-for my $s (@a) { $s->read_events(count => 3, timeout => 3) }
-for my $s (@b) { $s->read_events(count => 2, timeout => 3) }
+my $got = 0;
+$got += $_->read_events(count => 3, timeout => 3) for @a;
+$got += $_->read_events(count => 2, timeout => 3) for @b;
+$got += $_->read_events(count => 5, timeout => 3) for @ab;
+is($got, 10 * 3 + 5 * 2 + 4 * 5, 'the subscribers got their 60 events');
 
+# each event counts once per subscriber it reaches: a stream of st1,st2
+# counts the events of both
 my %seen_by;
 for my $r ($srv->http_parallel(16, 'GET', '/status')) {
     my $j = $r->{json} || {};
@@ -60,27 +79,74 @@ for my $r ($srv->http_parallel(16, 'GET', '/status')) {
 ok(keys %seen_by > 1, 'status answered by more than one worker');
 for my $w (sort keys %seen_by) {
     my $j = $seen_by{$w};
-    is($j->{subscribers}, 15, "worker $w: subscribers 15");
+    is($j->{subscribers}, 19, "worker $w: subscribers 19");
     is($j->{channels}, 2, "worker $w: channels 2");
     is($j->{events_published}, 5, "worker $w: events_published 5");
-    is($j->{events_delivered}, 10 * 3 + 5 * 2, "worker $w: events_delivered 40");
+    is($j->{events_delivered}, 10 * 3 + 5 * 2 + 4 * (3 + 2),
+       "worker $w: events_delivered 60 (10 x 3 + 5 x 2 + 4 x 5)");
     is($j->{events_kept}, 5, "worker $w: events_kept 5");
+    is($j->{slow_closed}, 0, "worker $w: slow_closed 0");
+    is($j->{history_evicted}, 0, "worker $w: history_evicted 0");
+    # the zone is used in pages: 5 small events may fit in the pages it had
     ok($j->{zone_bytes_used} >= $used0 && $j->{zone_bytes_used} < $j->{zone_bytes_total},
-       "worker $w: zone_bytes_used plausible");
+       "worker $w: zone_bytes_used $j->{zone_bytes_used} (was $used0) within the zone");
 }
 
-# --- Prometheus
+# --- every counter and gauge non-zero and distinct from the others
+# history 2 on st3: 5 published, 3 evicted
+push @ids, $srv->publish('/pub2/st3', "st3 $_")->{json}{id} for 1 .. 5;
+is($srv->http('GET', '/pub2/st3')->{json}{events}, 2, 'st3 keeps 2 events');
+# a subscriber that does not read, with sse_max_pending 1k, and one big event
 {
-    my $json = $srv->status;
+    my $slow = $srv->sse_connect('/slow/st4', rcvbuf => 4096);
+    is($slow->status, 200, 'a slow subscriber (small receive buffer, not reading)');
+    ok($srv->wait_stat(subscribers => 20, 3), 'status: 20 subscribers');
+    my $r = $srv->publish('/pubbig/st4', 'B' x (600 * 1024));
+    is($r->{status}, 201, 'a 600 kB event for it');
+    is($r->{json}{subscribers}, 1, '...published to its one subscriber');
+    ok($srv->wait_stat(slow_closed => 1, 5), 'status: slow_closed 1');
+    ok($srv->wait_stat(subscribers => 19, 5), 'status: back to 19 subscribers');
+    ok($slow->is_closed(10), 'the slow stream is closed');
+}
+# the event handed to the slow subscriber counts as delivered
+my %expect = (
+    subscribers      => 19,
+    channels         => 4,
+    events_published => 11,
+    events_delivered => 61,
+    events_kept      => 8,
+    slow_closed      => 1,
+    history_evicted  => 3,
+    zone_bytes_total => 32 * 1024 * 1024,
+    workers          => 2,
+);
+my $json = $srv->status;
+for my $k (sort keys %expect) {
+    is($json->{$k}, $expect{$k}, "status: $k $expect{$k}");
+}
+ok($json->{zone_bytes_used} > $used0 + 600 * 1024 && $json->{zone_bytes_used} < $json->{zone_bytes_total},
+   "status: zone_bytes_used $json->{zone_bytes_used} holds the 600 kB event, within the zone");
+{
+    my %v = map { $_ => $json->{$_} } keys %expect, 'zone_bytes_used';
+    my %by_value;
+    push @{ $by_value{ $v{$_} } }, $_ for sort keys %v;
+    my @same = grep { @{ $by_value{$_} } > 1 } keys %by_value;
+    is(scalar @same, 0, 'every number in the status is non-zero and distinct from the others')
+        or diag(join '; ', map { "$_: @{ $by_value{$_} }" } @same);
+    ok(!grep({ !$v{$_} } keys %v), 'none is 0');
+}
+
+# --- Prometheus: each metric has its HELP and TYPE lines and the JSON value
+{
     my $r = $srv->http('GET', '/status?format=prometheus');
     is($r->{status}, 200, 'prometheus: 200');
     like($r->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4(;|$)},
          'prometheus: Content-Type text/plain; version=0.0.4');
-    my (%v, %type, @badline);
+    my (%v, %type, %help, @badline);
     for my $l (split /\n/, $r->{body}) {
         next if $l eq '';
         if ($l =~ /^# TYPE (\S+) (counter|gauge|untyped|histogram|summary)$/) { $type{$1} = $2; next }
-        next if $l =~ /^# HELP \S+ /;
+        if ($l =~ /^# HELP (\S+) \S/) { $help{$1} = 1; next }
         if ($l =~ /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.eE+-]+|NaN|[+-]Inf)( -?\d+)?$/) {
             $v{$1} = $3;
             next;
@@ -92,47 +158,50 @@ for my $w (sort keys %seen_by) {
     ok(!grep({ !/^nginx_sse_/ } keys %v), 'prometheus: every metric starts with nginx_sse_')
         or diag(join ' ', keys %v);
     my %want = (
-        nginx_sse_subscribers             => 'subscribers',
-        nginx_sse_channels                => 'channels',
-        nginx_sse_events_published_total  => 'events_published',
-        nginx_sse_events_delivered_total  => 'events_delivered',
-        nginx_sse_events_kept             => 'events_kept',
-        nginx_sse_slow_closed_total       => 'slow_closed',
-        nginx_sse_history_evicted_total   => 'history_evicted',
-        nginx_sse_zone_bytes_used         => 'zone_bytes_used',
-        nginx_sse_zone_bytes_total        => 'zone_bytes_total',
+        nginx_sse_subscribers             => ['subscribers', 'gauge'],
+        nginx_sse_channels                => ['channels', 'gauge'],
+        nginx_sse_events_published_total  => ['events_published', 'counter'],
+        nginx_sse_events_delivered_total  => ['events_delivered', 'counter'],
+        nginx_sse_events_kept             => ['events_kept', 'gauge'],
+        nginx_sse_slow_closed_total       => ['slow_closed', 'counter'],
+        nginx_sse_history_evicted_total   => ['history_evicted', 'counter'],
+        nginx_sse_zone_bytes_used         => ['zone_bytes_used', 'gauge'],
+        nginx_sse_zone_bytes_total        => ['zone_bytes_total', 'gauge'],
+        nginx_sse_workers                 => ['workers', 'gauge'],
+        nginx_sse_redis_connected         => [undef, 'gauge'],
     );
+    is_deeply([sort keys %v], [sort keys %want], 'prometheus: exactly the metrics of the README');
     for my $m (sort keys %want) {
-        ok(exists $v{$m}, "prometheus: $m present");
-        if ($m eq 'nginx_sse_zone_bytes_used') {
-            ok(defined $v{$m} && $v{$m} > 0, "prometheus: $m > 0");
+        my ($k, $t) = @{ $want{$m} };
+        if (defined $k) {
+            is($v{$m}, $json->{$k}, "prometheus: $m agrees with JSON $k ($json->{$k})");
+            is($v{$m}, $expect{$k}, "prometheus: $m is $expect{$k}") if exists $expect{$k};
         } else {
-            is($v{$m}, $json->{ $want{$m} }, "prometheus: $m agrees with JSON $want{$m}");
+            is($v{$m}, 0, "prometheus: $m 0 (no sse_redis)");
         }
-        if ($type{$m}) {
-            is($type{$m}, ($m =~ /_(published|delivered|closed|evicted)_total$/ ? 'counter' : 'gauge'),
-               "prometheus: $m TYPE");
-        }
+        is($type{$m}, $t, "prometheus: $m has '# TYPE $m $t'");
+        # SPEC.md: "each metric has # HELP and # TYPE lines"
+        ok($help{$m}, "prometheus: $m has a '# HELP $m ...' line");
     }
-    is($v{nginx_sse_redis_connected}, 0, 'prometheus: nginx_sse_redis_connected 0');
+    is_deeply($srv->status, $json, 'JSON after the Prometheus answer: unchanged');
 }
 
 # --- subscribers leave
-$_->close for @a, @b;
+$_->close for @a, @b, @ab;
 ok($srv->wait_stat(subscribers => 0, 3), 'status: 0 subscribers after they left');
-is($srv->stat('channels'), 2, 'channels with kept events remain');
+is($srv->stat('channels'), 4, 'channels with kept events remain: 4');
 is($srv->http('DELETE', '/pub/st1')->{status}, 200, 'DELETE st1');
-is($srv->stat('channels'), 1, 'channels: 1 after DELETE');
-is($srv->stat('events_kept'), 2, 'events_kept: 2 after DELETE');
-is($srv->stat('events_published'), 5, 'events_published is a counter: still 5');
+is($srv->stat('channels'), 3, 'channels: 3 after DELETE');
+is($srv->stat('events_kept'), 5, 'events_kept: 5 after DELETE (8 - 3)');
+is($srv->stat('events_published'), 11, 'events_published is a counter: still 11');
+is($srv->stat('history_evicted'), 3, 'history_evicted: a DELETE is not an eviction');
 $srv->stop;
 
 # --- sse_zone sets the zone
 {
     my $z = start_nginx(workers => 1, http => "sse_zone hub:8m;\n");
     my $j = $z->status;
-    ok($j->{zone_bytes_total} > 4 * 1024 * 1024 && $j->{zone_bytes_total} <= 8 * 1024 * 1024,
-       "sse_zone hub:8m: zone_bytes_total $j->{zone_bytes_total}");
+    is($j->{zone_bytes_total}, 8 * 1024 * 1024, 'sse_zone hub:8m: zone_bytes_total 8388608');
     is($j->{workers}, 1, 'workers: 1');
     $z->stop;
 }

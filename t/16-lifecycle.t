@@ -56,6 +56,7 @@ sub ids_of { map { $_->{id} // 'undef' } @_ }
     # a second reload while a stream is idle-open
     ok($srv->reload, 'second reload');
     is(scalar(grep { $_->is_closed(5) } @r), 20, 'second reload: streams ended');
+    is(scalar(grep { $_->ended_cleanly } @r), 20, 'second reload: with the chunked terminator');
     ok($srv->old_workers_gone(5), 'second reload: old workers exited');
     my $e6 = $srv->publish('/pub/lc', 'after second reload')->{json}{id};
     ok(id_cmp($e6, $e5) > 0, 'ids still increasing');
@@ -121,7 +122,8 @@ sub ids_of { map { $_->{id} // 'undef' } @_ }
     my @n = $srv->sse_connect_many(20, '/events/k', headers => { 'Last-Event-ID' => $e1 });
     my %nw;
     $nw{ $_->worker }++ for @n;
-    ok(keys %nw == 2, 'new streams land on both workers, the new one included');
+    is(scalar keys %nw, 2, 'new streams land on both workers, the new one included')
+        or diag(join ' ', %nw);
     my $good = 0;
     for my $s (@n) {
         my @ev = $s->read_events(count => 10, timeout => 3);

@@ -15,7 +15,7 @@ my $srv = start_nginx(
 );
 
 my $total = $srv->stat('zone_bytes_total');
-ok($total > 0 && $total <= 1024 * 1024, "zone small:1m: total $total");
+is($total, 1024 * 1024, 'zone small:1m: zone_bytes_total 1048576');
 
 sub ids_of { map { $_->{id} // 'undef' } @_ }
 
@@ -34,8 +34,11 @@ is(scalar @bad, 0, '3 MB of events through a 1 MB zone: every publish 201 (oldes
 my @ev = $s->read_events(count => 100, timeout => 10);
 is_deeply([ids_of(@ev)], \@ids, 'the live subscriber got all 100');
 my $st = $srv->status;
-ok($st->{history_evicted} > 0, "history_evicted counts the drops ($st->{history_evicted})");
 ok($st->{events_kept} < 100 && $st->{events_kept} > 0, "some events are kept ($st->{events_kept})");
+is($st->{history_evicted}, 100 - $st->{events_kept},
+   "history_evicted counts every drop: $st->{history_evicted} + $st->{events_kept} kept = 100");
+is($st->{events_published}, 100, 'events_published 100');
+is($srv->http('GET', '/pub/zp')->{json}{events}, $st->{events_kept}, 'the channel keeps them all');
 ok($st->{zone_bytes_used} <= $st->{zone_bytes_total}, 'used <= total');
 {
     my $k = $st->{events_kept};
@@ -55,6 +58,10 @@ ok($st->{zone_bytes_used} <= $st->{zone_bytes_total}, 'used <= total');
     }
     is(scalar @b, 0, '150 channels x 10 kB in a 1 MB zone: every publish 201')
         or diag(join ', ', @b[0 .. ($#b > 9 ? 9 : $#b)]);
+    my $st = $srv->status;
+    is($st->{events_published}, 250, 'events_published 250');
+    is($st->{events_kept} + $st->{history_evicted}, 250,
+       "every event is kept or counted as evicted ($st->{events_kept} + $st->{history_evicted})");
 }
 
 # an event larger than the whole zone: 507

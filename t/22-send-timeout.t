@@ -40,6 +40,7 @@ is($_->status, 200, 'stream opens') for $stuck, $slow, $idle, $gz;
 is($gz->header('content-encoding'), 'gzip', 'the gzip stream is gzipped');
 ok($srv->wait_stat(subscribers => 4, 5), 'status: 4 subscribers');
 my $slow0 = $srv->stat('slow_closed');
+is($slow0, 0, 'slow_closed is 0 at the start');
 my $mark = $srv->log_mark;
 
 # 100 x 3 kB on each channel: far more than the socket buffers hold

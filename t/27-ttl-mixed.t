@@ -32,6 +32,7 @@ ok($used1 > $used0 + 50 * 10_000, 'they take their room in the zone');
 ok(SSETest::wait_until(sub { $srv->stat('events_kept') == 2 }, 5 * $SSETest::SCALE),
    'within seconds only the 1h event and the one with no age limit are kept')
     or diag('events_kept: ' . $srv->stat('events_kept'));
+is($srv->stat('history_evicted'), 50, 'history_evicted: the 50 expired events');
 ok($srv->stat('zone_bytes_used') < $used1 - 50 * 10_000,
    'the expired events gave their room back');
 is($srv->http('GET', '/long/keep')->{json}{events}, 1, 'the 1h channel still keeps its event');

@@ -116,9 +116,10 @@ wait_events(2, 'connected');
 # every disconnection below: the events published while the client is away
 # arrive after it reconnects by itself with Last-Event-ID
 sub outage {
-    my ($name, $cause) = @_;
+    my ($name, $cause, %o) = @_;
     my $last = $published[-1];
     my $reqs_before = grep { $_->{type} eq 'request' } @log;
+    my $mark = scalar @log;
     $cause->();
     my $err = wait_node(sub { $_[0]{type} eq 'error' }, 10, "$name: error event");
     ok($err, "$name: the client saw the connection drop");
@@ -136,23 +137,36 @@ sub outage {
     wait_events(scalar @published, $name);
     my $reqs_after = grep { $_->{type} eq 'request' } @log;
     is($reqs_after, $reqs_before + 1, "$name: exactly one reconnect");
+    # what the proxy saw of the stream nginx ended: the response's last
+    # chunk, then nginx closing the connection, not a cut-off response
+    if ($o{server_ends}) {
+        my @seen = grep { $_->{type} =~ /^(?:response-end|upstream-closed|framing-error)$/ }
+                   @log[$mark .. $#log];
+        my $n = 0;
+        $n++ until $n > $#seen || $seen[$n]{type} eq 'upstream-closed';
+        @seen = @seen[0 .. ($n > $#seen ? $#seen : $n)];
+        is_deeply([map { join ' ', map { $_ // 'undef' } @$_{qw(type status chunked midResponse cut)} } @seen],
+                  ['response-end 200 true undef undef', 'upstream-closed 200 undef false false'],
+                  "$name: the stream ended with its last chunk (0 CRLF CRLF), then nginx closed the connection")
+            or diag(join "\n", map { json_encode($_) } @seen);
+    }
 }
 
 outage('delete', sub {
     my $d = $srv->http('DELETE', '/pub/es');
     is($d->{status}, 200, 'DELETE the channel: 200');
     is($d->{json}{subscribers}, 1, 'DELETE ended one stream');
-});
+}, server_ends => 1);
 
 outage('cut', sub {
     print $to_node "cut\n";
     my $c = wait_node(sub { $_[0]{type} eq 'cut' }, 5, 'cut');
-    ok($c && $c->{connections} >= 1, 'the proxy cut the connection');
+    is($c && $c->{connections}, 1, 'the proxy cut the connection (the one stream)');
 });
 
 outage('reload', sub {
     ok($srv->reload, 'nginx -s reload');
-});
+}, server_ends => 1);
 
 pub('the end', type => 'tick');
 wait_events(scalar @published, 'final');

@@ -36,7 +36,7 @@ our @EXPORT = qw(
     start_nginx http http_parallel publish status sse_connect sse_connect_many
     json_decode json_encode parse_id id_cmp ids_strictly_increasing
     url_encode check_json_error wait_until now_ms repo_dir
-    nginx_config_test sse_frame
+    nginx_config_test sse_frame keepalive_conn
 );
 
 our $CURRENT;           # last started server
@@ -420,7 +420,8 @@ sub _dechunk {
     }
 }
 
-# http([$srv,] $method, $path, headers => {}, body => $bytes, timeout => 5)
+# http([$srv,] $method, $path, headers => {}, body => $bytes, timeout => 5,
+#      port => $other_listen_port)
 sub http {
     my ($srv, $method, $path, %o) = _srv_args(@_);
     my $timeout = $o{timeout} // $DEFAULT_TIMEOUT;
@@ -440,7 +441,8 @@ sub http_parallel {
 sub _http_send {
     my ($srv, $method, $path, %o) = @_;
     my $timeout = $o{timeout} // $DEFAULT_TIMEOUT;
-    my $sock = _connect($srv->{port}, $timeout)
+    # port: another port of the same server (a second listen)
+    my $sock = _connect($o{port} // $srv->{port}, $timeout)
         or return { status => 0, error => "connect: $!", headers => {}, body => '' };
     my $req = $o{raw_request} // _build_request($method, $path,
         connection => 'close', %o);
@@ -531,6 +533,39 @@ sub publish {
         $path .= ($path =~ /\?/ ? '&' : '?') . 'event=' . url_encode($o{type});
     }
     return http($srv, $method, $path, %o, headers => \%h, body => $data);
+}
+
+# keepalive_conn([$srv,] path => '/status'): a connection that has had one
+# GET answered and is kept alive; returns { sock, status, worker } (pass
+# sock to sse_connect(..., sock => $sock) to send the next request on it),
+# or undef.  The answer must carry a Content-Length.
+sub keepalive_conn {
+    my ($srv, %o) = _srv_args(@_);
+    my $timeout = $o{timeout} // $DEFAULT_TIMEOUT;
+    my $sock = _connect($srv->{port}, $timeout) or return undef;
+    _write_all($sock, _build_request('GET', $o{path} // '/status'), $timeout)
+        or return undef;
+    my $sel = IO::Select->new($sock);
+    my $deadline = time() + $timeout;
+    my $buf = '';
+    while (time() < $deadline) {
+        my $he = index($buf, "\r\n\r\n");
+        if ($he >= 0) {
+            my $p = _parse_head(substr($buf, 0, $he));
+            my $cl = $p->{headers}{'content-length'};
+            return undef unless defined $cl;
+            if (length($buf) >= $he + 4 + $cl) {
+                return undef if length($buf) > $he + 4 + $cl;   # stray bytes
+                return undef if ($p->{headers}{connection} // '') =~ /close/i;
+                return { sock => $sock, status => $p->{status},
+                         worker => $p->{headers}{'x-worker'} };
+            }
+        }
+        next unless $sel->can_read($deadline - time());
+        my $n = sysread($sock, $buf, 65536, length $buf);
+        return undef unless $n;
+    }
+    return undef;
 }
 
 sub status {
@@ -789,6 +824,7 @@ sub http_parallel    { SSETest::http_parallel(@_) }
 sub status           { SSETest::status(@_) }
 sub sse_connect      { SSETest::sse_connect(@_) }
 sub sse_connect_many { SSETest::sse_connect_many(@_) }
+sub keepalive_conn   { SSETest::keepalive_conn(@_) }
 
 sub error_log { SSETest::_slurp("$_[0]{dir}/error.log") // '' }
 
@@ -1044,7 +1080,8 @@ sub _open {
         parser => SSETest::Parser->new, queue => [], status => 0,
         headers => {},
     }, $class;
-    my $sock = SSETest::_connect($srv->{port}, $o{timeout} // $SSETest::DEFAULT_TIMEOUT,
+    # sock: a connection already open (kept alive after an earlier answer)
+    my $sock = $o{sock} // SSETest::_connect($srv->{port}, $o{timeout} // $SSETest::DEFAULT_TIMEOUT,
                                  local_addr => $o{local_addr}, rcvbuf => $o{rcvbuf});
     unless ($sock) {
         $self->{error} = "connect: $!";
