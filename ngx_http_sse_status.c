@@ -51,7 +51,7 @@ ngx_http_sse_status_handler(ngx_http_request_t *r)
         ngx_str_set(&redis, "off");
     }
 
-    buf = ngx_pnalloc(r->pool, 2048 + 10 * NGX_INT64_LEN);
+    buf = ngx_pnalloc(r->pool, 4096 + 16 * NGX_INT64_LEN);
     if (buf == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -102,40 +102,56 @@ ngx_http_sse_status_json(u_char *p, ngx_http_sse_stats_t *st,
 }
 
 
+/* each metric with its # HELP and # TYPE lines */
+
+#define ngx_http_sse_metric(name, type, help)                                 \
+    "# HELP nginx_sse_" name " " help "\n"                                   \
+    "# TYPE nginx_sse_" name " " type "\n"                                   \
+    "nginx_sse_" name " "
+
+
 static u_char *
 ngx_http_sse_status_text(u_char *p, ngx_http_sse_stats_t *st)
 {
     return ngx_sprintf(p,
-        "# TYPE nginx_sse_subscribers gauge\n"
-        "nginx_sse_subscribers %ui\n"
-        "# TYPE nginx_sse_channels gauge\n"
-        "nginx_sse_channels %ui\n"
-        "# TYPE nginx_sse_events_published_total counter\n"
-        "nginx_sse_events_published_total %uL\n"
-        "# TYPE nginx_sse_events_delivered_total counter\n"
-        "nginx_sse_events_delivered_total %uL\n"
-        "# TYPE nginx_sse_events_kept gauge\n"
-        "nginx_sse_events_kept %ui\n"
-        "# TYPE nginx_sse_slow_closed_total counter\n"
-        "nginx_sse_slow_closed_total %uL\n"
-        "# TYPE nginx_sse_history_evicted_total counter\n"
-        "nginx_sse_history_evicted_total %uL\n"
-        "# TYPE nginx_sse_zone_bytes_used gauge\n"
-        "nginx_sse_zone_bytes_used %uz\n"
-        "# TYPE nginx_sse_zone_bytes_total gauge\n"
-        "nginx_sse_zone_bytes_total %uz\n"
-        "# TYPE nginx_sse_workers gauge\n"
-        "nginx_sse_workers %ui\n"
-        "# TYPE nginx_sse_redis_connected gauge\n"
-        "nginx_sse_redis_connected %ui\n"
-        "# TYPE nginx_sse_redis_logged_total counter\n"
-        "nginx_sse_redis_logged_total %uL\n"
-        "# TYPE nginx_sse_redis_read_total counter\n"
-        "nginx_sse_redis_read_total %uL\n"
-        "# TYPE nginx_sse_redis_reconnects_total counter\n"
-        "nginx_sse_redis_reconnects_total %uL\n"
-        "# TYPE nginx_sse_redis_ingress gauge\n"
-        "nginx_sse_redis_ingress %ui\n",
+        ngx_http_sse_metric("subscribers", "gauge",
+                            "Open event streams, all workers.") "%ui\n"
+        ngx_http_sse_metric("channels", "gauge",
+                            "Channels with kept events or subscribers.")
+        "%ui\n"
+        ngx_http_sse_metric("events_published_total", "counter",
+                            "Events accepted into the hub.") "%uL\n"
+        ngx_http_sse_metric("events_delivered_total", "counter",
+                            "Events handed to subscribers, one per "
+                            "subscriber.") "%uL\n"
+        ngx_http_sse_metric("events_kept", "gauge",
+                            "Events kept for replay.") "%ui\n"
+        ngx_http_sse_metric("slow_closed_total", "counter",
+                            "Subscribers closed for owing more than "
+                            "sse_max_pending.") "%uL\n"
+        ngx_http_sse_metric("history_evicted_total", "counter",
+                            "Kept events dropped by count, age or room.")
+        "%uL\n"
+        ngx_http_sse_metric("zone_bytes_used", "gauge",
+                            "Bytes of the shared zone in use.") "%uz\n"
+        ngx_http_sse_metric("zone_bytes_total", "gauge",
+                            "Size of the shared zone.") "%uz\n"
+        ngx_http_sse_metric("workers", "gauge",
+                            "Workers attached to the hub.") "%ui\n"
+        ngx_http_sse_metric("redis_connected", "gauge",
+                            "1 when the link to Redis is up.") "%ui\n"
+        ngx_http_sse_metric("redis_logged_total", "counter",
+                            "Entries this node appended to the Redis log.")
+        "%uL\n"
+        ngx_http_sse_metric("redis_read_total", "counter",
+                            "Entries this node read from the Redis log.")
+        "%uL\n"
+        ngx_http_sse_metric("redis_reconnects_total", "counter",
+                            "Links to Redis made again after a loss.")
+        "%uL\n"
+        ngx_http_sse_metric("redis_ingress", "gauge",
+                            "1 when this node converts Redis PUBLISH "
+                            "messages.") "%ui\n",
         st->subscribers, st->channels, st->published, st->delivered,
         st->kept, st->slow_closed, st->evicted, st->bytes_used,
         st->bytes_total, st->workers, st->redis_up, st->redis_logged,

@@ -169,6 +169,10 @@ ok($json->{zone_bytes_used} > $used0 + 600 * 1024 && $json->{zone_bytes_used} < 
         nginx_sse_zone_bytes_total        => ['zone_bytes_total', 'gauge'],
         nginx_sse_workers                 => ['workers', 'gauge'],
         nginx_sse_redis_connected         => [undef, 'gauge'],
+        nginx_sse_redis_logged_total      => ['redis_logged', 'counter'],
+        nginx_sse_redis_read_total        => ['redis_read', 'counter'],
+        nginx_sse_redis_reconnects_total  => ['redis_reconnects', 'counter'],
+        nginx_sse_redis_ingress           => [undef, 'gauge'],
     );
     is_deeply([sort keys %v], [sort keys %want], 'prometheus: exactly the metrics of the README');
     for my $m (sort keys %want) {
