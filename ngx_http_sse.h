@@ -373,6 +373,14 @@ typedef struct {
 } ngx_http_sse_streams_t;
 
 
+/* streams a worker feeds itself, with no channel: the stats stream */
+
+typedef struct {
+    ngx_queue_t                     subs;
+    ngx_uint_t                      n;
+} ngx_http_sse_feed_t;
+
+
 /* an event as published, before it is framed */
 
 typedef struct {
@@ -484,6 +492,8 @@ extern ngx_str_t  ngx_http_sse_message;
 ngx_int_t ngx_http_sse_request_channels(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *names, ngx_uint_t *n,
     const char **err);
+ngx_int_t ngx_http_sse_request_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
 ngx_int_t ngx_http_sse_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, u_char *data, size_t len);
 ngx_int_t ngx_http_sse_send_json(ngx_http_request_t *r, ngx_uint_t status,
@@ -501,6 +511,11 @@ ngx_table_elt_t *ngx_http_sse_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_sse_stream_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sse_publish_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sse_status_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_sse_stream_feed(ngx_http_request_t *r,
+    ngx_http_sse_feed_t *feed);
+void ngx_http_sse_feed_send(ngx_http_sse_feed_t *feed, u_char *data,
+    size_t len);
 
 ngx_int_t ngx_http_sse_stream_init_worker(ngx_cycle_t *cycle,
     ngx_http_sse_hub_t *hub);

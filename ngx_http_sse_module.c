@@ -381,7 +381,7 @@ ngx_http_sse_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->stream && conf->retry != NGX_HTTP_SSE_RETRY_OFF) {
+    if (conf->retry != NGX_HTTP_SSE_RETRY_OFF) {
         p = ngx_pnalloc(cf->pool, sizeof("retry: \n\n") - 1 + NGX_INT_T_LEN);
         if (p == NULL) {
             return NGX_CONF_ERROR;

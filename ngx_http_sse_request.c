@@ -38,6 +38,55 @@ ngx_http_sse_request_channels(ngx_http_request_t *r,
 }
 
 
+/*
+ * A request header by name: NGX_DECLINED when absent, NGX_BUSY when sent
+ * more than once (a single-valued header then has no one value)
+ */
+
+ngx_int_t
+ngx_http_sse_request_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    size_t            len;
+    ngx_int_t         rc;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+    rc = NGX_DECLINED;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            if (rc == NGX_OK) {
+                return NGX_BUSY;
+            }
+
+            *value = h[i].value;
+            rc = NGX_OK;
+        }
+    }
+
+    return rc;
+}
+
+
 ngx_int_t
 ngx_http_sse_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
     u_char *data, size_t len)

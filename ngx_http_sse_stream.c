@@ -51,6 +51,8 @@ struct ngx_http_sse_sub_s {
     ngx_uint_t                      nlinks;
     ngx_http_sse_link_t            *links;
     ngx_http_sse_lchan_t          **lchans;
+    ngx_http_sse_feed_t            *feed;       /* or channels: links */
+    ngx_queue_t                     feed_q;
     unsigned                        attached:1;
     unsigned                        is_dirty:1;
     unsigned                        ending:1;
@@ -251,6 +253,122 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
     r->main->count++;
 
     return NGX_DONE;
+}
+
+
+/*
+ * A stream of no channel, fed by this worker (the stats stream): it is
+ * written, heartbeated, taken over and ended as any other stream.
+ */
+
+ngx_int_t
+ngx_http_sse_stream_feed(ngx_http_request_t *r, ngx_http_sse_feed_t *feed)
+{
+    ngx_int_t                 rc;
+    ngx_http_sse_sub_t       *sub;
+    ngx_http_sse_loc_conf_t  *slcf;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    if (ngx_http_sse_stream_headers(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (r->method == NGX_HTTP_HEAD) {
+        return ngx_http_send_header(r);
+    }
+
+    if (ngx_exiting) {
+        return ngx_http_sse_send_retry_only(r, slcf);
+    }
+
+    sub = ngx_http_sse_sub_create(r, 0);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (feed->subs.prev == NULL) {
+        ngx_queue_init(&feed->subs);
+    }
+
+    sub->feed = feed;
+    ngx_queue_insert_tail(&feed->subs, &sub->feed_q);
+    feed->n++;
+
+    ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
+    sub->attached = 1;
+
+    rc = ngx_http_sse_stream_start(sub, NULL);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_http_sse_stream_go_on(sub);
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* the same bytes to each stream of the feed, from one block */
+
+void
+ngx_http_sse_feed_send(ngx_http_sse_feed_t *feed, u_char *data, size_t len)
+{
+    ngx_queue_t           *q;
+    ngx_http_sse_sub_t    *sub;
+    ngx_http_sse_block_t  *block;
+
+    if (feed->n == 0) {
+        return;
+    }
+
+    block = ngx_alloc(offsetof(ngx_http_sse_block_t, data) + len,
+                      ngx_cycle->log);
+    if (block == NULL) {
+        return;
+    }
+
+    block->refs = 1;
+    block->lchan = NULL;
+    block->pos = block->data;
+    block->len = len;
+    block->size = len;
+    ngx_memcpy(block->data, data, len);
+
+    for (q = ngx_queue_head(&feed->subs);
+         q != ngx_queue_sentinel(&feed->subs);
+         q = ngx_queue_next(q))
+    {
+        sub = ngx_queue_data(q, ngx_http_sse_sub_t, feed_q);
+
+        if (sub->ending) {
+            continue;
+        }
+
+        if (ngx_http_sse_sub_append(sub, block->pos, len, block, 0)
+            != NGX_OK)
+        {
+            sub->ending = 1;
+        }
+
+        ngx_http_sse_sub_dirty(sub);
+    }
+
+    /* the bufs hold it now */
+    ngx_http_sse_block_release(block);
+
+    if (!ngx_queue_empty(&ngx_http_sse_dirty)
+        && !ngx_http_sse_writer.posted)
+    {
+        ngx_post_event(&ngx_http_sse_writer, &ngx_posted_events);
+    }
 }
 
 
@@ -494,46 +612,32 @@ ngx_http_sse_send_retry_only(ngx_http_request_t *r,
 }
 
 
+/*
+ * Last-Event-ID, or ?last_event_id= for clients that cannot set headers;
+ * a malformed id, or two headers, is no id
+ */
+
 static ngx_int_t
 ngx_http_sse_last_id(ngx_http_request_t *r, ngx_http_sse_id_t *id)
 {
-    ngx_str_t         value;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_int_t  rc;
+    ngx_str_t  value;
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    rc = ngx_http_sse_request_header(r, "Last-Event-ID", &value);
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Last-Event-ID") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Last-Event-ID",
-                               sizeof("Last-Event-ID") - 1)
-               == 0)
-        {
-            return ngx_http_sse_id_parse(h[i].value.data, h[i].value.len, id);
-        }
-    }
-
-    if (ngx_http_arg(r, (u_char *) "last_event_id",
-                     sizeof("last_event_id") - 1, &value)
-        == NGX_OK)
+    if (rc == NGX_DECLINED
+        && ngx_http_arg(r, (u_char *) "last_event_id",
+                        sizeof("last_event_id") - 1, &value)
+           == NGX_OK)
     {
-        return ngx_http_sse_id_parse(value.data, value.len, id);
+        rc = NGX_OK;
     }
 
-    return NGX_DECLINED;
+    if (rc != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_sse_id_parse(value.data, value.len, id);
 }
 
 
@@ -690,11 +794,17 @@ ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub)
 
     sub->attached = 0;
 
+    ngx_queue_remove(&sub->queue);
+
+    if (sub->feed) {
+        ngx_queue_remove(&sub->feed_q);
+        sub->feed->n--;
+        return;
+    }
+
     for (i = 0; i < sub->nlinks; i++) {
         ngx_queue_remove(&sub->links[i].queue);
     }
-
-    ngx_queue_remove(&sub->queue);
 
     ngx_http_sse_worker_unsubscribe(sub->lchans, sub->nlinks);
 }
