@@ -101,6 +101,7 @@ typedef struct {
 typedef struct {
     ngx_http_complex_value_t       *stream;
     ngx_http_complex_value_t       *publish;
+    ngx_flag_t                      status;
 
     ngx_int_t                       history;
     ngx_msec_t                      history_ttl;
@@ -109,10 +110,6 @@ typedef struct {
     size_t                          max_pending;
     ngx_int_t                       max_subscribers;
     size_t                          max_message_size;
-
-    /* client_max_body_size of a publish location, answered in JSON here */
-    off_t                           max_body;
-    ngx_http_core_loc_conf_t       *clcf;
 
     ngx_str_t                       retry_line;
 } ngx_http_sse_loc_conf_t;
@@ -504,6 +501,7 @@ ngx_int_t ngx_http_sse_not_allowed(ngx_http_request_t *r,
     const char *allow);
 ngx_table_elt_t *ngx_http_sse_add_header(ngx_http_request_t *r,
     const char *key, const char *value);
+ngx_int_t ngx_http_sse_error_filter_init(ngx_conf_t *cf);
 
 
 /* the handlers, set by the directives */

@@ -173,7 +173,7 @@ static ngx_command_t  ngx_http_sse_commands[] = {
 
 static ngx_http_module_t  ngx_http_sse_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_sse_error_filter_init,        /* postconfiguration */
 
     ngx_http_sse_create_main_conf,         /* create main configuration */
     ngx_http_sse_init_main_conf,           /* init main configuration */
@@ -322,8 +322,7 @@ ngx_http_sse_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->stream = NULL;
      *     conf->publish = NULL;
-     *     conf->max_body = 0;
-     *     conf->clcf = NULL;
+     *     conf->status = 0;
      *     conf->retry_line = { 0, NULL };
      */
 
@@ -352,10 +351,10 @@ ngx_http_sse_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
      * location's handler with its own configuration: it needs the channels
      */
 
-    if (conf->stream == NULL && conf->publish == NULL) {
+    if (conf->stream == NULL && conf->publish == NULL && !conf->status) {
         conf->stream = prev->stream;
         conf->publish = prev->publish;
-        conf->max_body = prev->max_body;
+        conf->status = prev->status;
     }
 
     ngx_conf_merge_value(conf->history, prev->history, 100);
@@ -390,15 +389,6 @@ ngx_http_sse_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->retry_line.data = p;
         conf->retry_line.len = ngx_sprintf(p, "retry: %M\n\n", conf->retry)
                                - p;
-    }
-
-    if (conf->publish && conf->clcf) {
-        /*
-         * the body limit is checked by the publish handler, so that a body
-         * over it gets the JSON answer every other error gets
-         */
-        conf->max_body = conf->clcf->client_max_body_size;
-        conf->clcf->client_max_body_size = 0;
     }
 
     return NGX_CONF_OK;
@@ -506,16 +496,12 @@ ngx_http_sse_stream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_sse_publish(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_sse_loc_conf_t *slcf = conf;
-
     char  *rv;
 
     rv = ngx_http_sse_set_handler(cf, ngx_http_sse_publish_handler);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
-
-    slcf->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     return ngx_http_set_complex_value_slot(cf, cmd, conf);
 }
@@ -524,6 +510,10 @@ ngx_http_sse_publish(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_sse_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_sse_loc_conf_t *slcf = conf;
+
+    slcf->status = 1;
+
     return ngx_http_sse_set_handler(cf, ngx_http_sse_status_handler);
 }
 

@@ -28,8 +28,6 @@ typedef struct {
 
 static void ngx_http_sse_publish_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sse_publish_request(ngx_http_request_t *r);
-static ngx_int_t ngx_http_sse_body_too_large(ngx_http_request_t *r,
-    off_t size);
 static ngx_int_t ngx_http_sse_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_sse_body_events(ngx_http_request_t *r,
@@ -76,10 +74,10 @@ ngx_http_sse_publish_handler(ngx_http_request_t *r)
         return ngx_http_sse_not_allowed(r, "GET, POST, PUT, DELETE");
     }
 
-    if (ngx_http_sse_body_too_large(r, r->headers_in.content_length_n)) {
-        return ngx_http_sse_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                  "request body too large");
-    }
+    /*
+     * nginx itself holds the body to client_max_body_size, as it arrives;
+     * its 413 gets a JSON body from the error filter (ngx_http_sse_request.c)
+     */
 
     rc = ngx_http_read_client_request_body(r,
                                            ngx_http_sse_publish_body_handler);
@@ -123,14 +121,7 @@ ngx_http_sse_publish_request(ngx_http_request_t *r)
         return ngx_http_sse_error(r, NGX_HTTP_BAD_REQUEST, err);
     }
 
-    rc = ngx_http_sse_read_body(r, &body);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_sse_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                  "request body too large");
-    }
-
-    if (rc != NGX_OK) {
+    if (ngx_http_sse_read_body(r, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -171,28 +162,7 @@ ngx_http_sse_publish_request(ngx_http_request_t *r)
 }
 
 
-/* client_max_body_size of the publish location, answered in JSON */
-
-static ngx_int_t
-ngx_http_sse_body_too_large(ngx_http_request_t *r, off_t size)
-{
-    ngx_http_sse_loc_conf_t  *slcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
-
-    if (slcf->max_body == 0 || size <= slcf->max_body) {
-        return 0;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "sse: publish body of %O bytes is over "
-                  "client_max_body_size", size);
-
-    return 1;
-}
-
-
-/* the body in one piece, from memory or temp file; NGX_DECLINED: too large */
+/* the body in one piece, from memory or temp file */
 
 static ngx_int_t
 ngx_http_sse_read_body(ngx_http_request_t *r, ngx_str_t *body)
@@ -214,10 +184,6 @@ ngx_http_sse_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
         size += ngx_buf_size(cl->buf);
-    }
-
-    if (ngx_http_sse_body_too_large(r, size)) {
-        return NGX_DECLINED;
     }
 
     if (size == 0) {

@@ -1,8 +1,11 @@
 
 /*
  * ngx_http_sse_module: what every handler does with its request: the
- * channels its location names, and its one-shot answers (a body of JSON
- * or text, the one-line JSON errors, the headers it adds).
+ * channels its location names, its headers, and its one-shot answers (a
+ * body of JSON or text, the one-line JSON errors, the headers it adds).
+ * The error filter gives nginx's own error pages in our locations (a body
+ * over client_max_body_size, deny, limit_req, auth_request...) the same
+ * one-line JSON body.
  *
  * Calls: ngx_http_sse_event.c.
  */
@@ -11,7 +14,26 @@
 #include "ngx_http_sse.h"
 
 
+static ngx_int_t ngx_http_sse_error_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sse_error_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_str_t *ngx_http_sse_error_text(ngx_uint_t status);
+
+
 static ngx_str_t  ngx_http_sse_json = ngx_string("application/json");
+
+/*
+ * the same type, at an address of its own (an array, not a literal the
+ * compiler may merge with the one above): an error page answered here
+ */
+static u_char     ngx_http_sse_json_page_type[] = "application/json";
+static ngx_str_t  ngx_http_sse_json_page = {
+    sizeof(ngx_http_sse_json_page_type) - 1, ngx_http_sse_json_page_type
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 /* the channels of the location's directive, for this request */
@@ -197,4 +219,177 @@ ngx_http_sse_add_header(ngx_http_request_t *r, const char *key,
 #endif
 
     return h;
+}
+
+
+/* the error filter */
+
+ngx_int_t
+ngx_http_sse_error_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_sse_error_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_sse_error_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An error page of nginx's own (r->err_status is set by the special
+ * response handler) in a location of ours becomes one line of JSON.
+ */
+
+static ngx_int_t
+ngx_http_sse_error_header_filter(ngx_http_request_t *r)
+{
+    ngx_str_t                *text;
+    ngx_http_sse_loc_conf_t  *slcf;
+
+    if (r->err_status == 0 || r != r->main
+        || r->headers_out.content_type.len != sizeof("text/html") - 1
+        || ngx_strncmp(r->headers_out.content_type.data, "text/html",
+                       sizeof("text/html") - 1) != 0)
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+    if (slcf == NULL || !(slcf->stream || slcf->publish || slcf->status)) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    text = ngx_http_sse_error_text(r->headers_out.status);
+
+    r->headers_out.content_type = ngx_http_sse_json_page;
+    r->headers_out.content_type_len = ngx_http_sse_json_page.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+
+    r->headers_out.content_length_n = sizeof("{\"error\":\"\"}\n") - 1
+                                      + text->len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* the page's own body goes; the JSON leaves with its last buf */
+
+static ngx_int_t
+ngx_http_sse_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    u_char       *p;
+    ngx_buf_t    *b;
+    ngx_str_t    *text;
+    ngx_uint_t    last;
+    ngx_chain_t  *cl, out;
+
+    if (in == NULL
+        || r->headers_out.content_type.data != ngx_http_sse_json_page.data)
+    {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last_buf || b->last_in_chain) {
+            last = 1;
+        }
+
+        b->pos = b->last;
+
+        if (b->in_file) {
+            b->file_pos = b->file_last;
+        }
+    }
+
+    if (!last) {
+        return NGX_OK;
+    }
+
+    text = ngx_http_sse_error_text(r->headers_out.status);
+
+    b = ngx_create_temp_buf(r->pool, sizeof("{\"error\":\"\"}\n") + text->len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(b->pos, "{\"error\":\"%V\"}\n", text);
+
+    b->last = p;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+static ngx_str_t *
+ngx_http_sse_error_text(ngx_uint_t status)
+{
+    static ngx_str_t  texts[] = {
+        ngx_string("bad request"),                          /* 400 */
+        ngx_string("unauthorized"),
+        ngx_string("payment required"),
+        ngx_string("forbidden"),
+        ngx_string("not found"),
+        ngx_string("method not allowed"),
+        ngx_string("not acceptable"),
+        ngx_string("proxy authentication required"),
+        ngx_string("request timeout"),
+        ngx_string("conflict"),
+        ngx_string("gone"),                                 /* 410 */
+        ngx_string("length required"),
+        ngx_string("precondition failed"),
+        ngx_string("request body too large"),
+        ngx_string("request uri too large"),
+        ngx_string("unsupported media type"),
+        ngx_string("range not satisfiable"),
+        ngx_string("expectation failed"),
+        ngx_string("misdirected request"),
+        ngx_string("unprocessable entity"),
+        ngx_string("locked"),                               /* 423 */
+        ngx_string("failed dependency"),
+        ngx_string("too early"),
+        ngx_string("upgrade required"),
+        ngx_string("precondition required"),
+        ngx_string("too many requests"),                    /* 429 */
+    };
+
+    static ngx_str_t  server = ngx_string("internal server error");
+    static ngx_str_t  unavailable = ngx_string("service unavailable");
+    static ngx_str_t  timeout = ngx_string("gateway timeout");
+    static ngx_str_t  bad_gateway = ngx_string("bad gateway");
+    static ngx_str_t  other = ngx_string("error");
+
+    if (status >= 400 && status < 400 + sizeof(texts) / sizeof(ngx_str_t)) {
+        return &texts[status - 400];
+    }
+
+    switch (status) {
+    case 500:
+        return &server;
+    case 502:
+        return &bad_gateway;
+    case 503:
+        return &unavailable;
+    case 504:
+        return &timeout;
+    default:
+        return &other;
+    }
 }

@@ -185,11 +185,11 @@ still_serving($srv, 'the ?format= cases');
     all_ok('other methods on the status location: 405', @m);
     all_ok('other methods on the status location: Allow: GET, HEAD', @allow);
     all_ok('other methods on the status location: one-line JSON error', @js);
+    # TRACE and CONNECT are refused by nginx itself before any location
+    # runs (its own page: README, "Behaviour where the spec is silent")
     for my $m (qw(TRACE CONNECT)) {
         my $r = $srv->http($m, '/status');
-        is($r->{status}, 405, "$m on the status location: 405");
-        is($r->{headers}{allow}, 'GET, HEAD', "$m on the status location: Allow: GET, HEAD");
-        is(json_error_problem($r, 405), '', "$m on the status location: one-line JSON error");
+        is($r->{status}, 405, "$m on the status location: 405 from nginx");
     }
     my $h = $srv->http('HEAD', '/status');
     is($h->{status}, 200, 'HEAD on the status location: 200');
