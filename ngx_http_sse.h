@@ -151,6 +151,7 @@ struct ngx_http_sse_channel_s {
     ngx_uint_t                      nsubs;      /* all workers */
     ngx_msec_t                      history_ttl;
     ngx_http_sse_id_t               last_id;
+    ngx_http_sse_id_t               evicted;    /* newest gone from history */
     u_char                          name[1];
 };
 
@@ -343,7 +344,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_sse_lchan_t           *lchan;
-    ngx_http_sse_block_t           *block;
+    ngx_http_sse_block_t           *block;      /* NULL: its streams end */
     u_char                         *pos;        /* the event in the block */
     size_t                          len;
 } ngx_http_sse_delivery_t;
@@ -353,11 +354,18 @@ typedef struct {
     ngx_str_t                      *names;
     ngx_uint_t                      n;
     ngx_uint_t                      max_subscribers;
-    ngx_http_sse_id_t               last_id;
-    ngx_uint_t                      resume;     /* last_id is set */
     ngx_http_sse_lchan_t          **lchans;     /* out, n of them */
-    ngx_http_sse_block_t           *replay;     /* out, or NULL */
 } ngx_http_sse_subscribe_t;
+
+
+/* a piece of a stream's replay */
+
+typedef struct {
+    ngx_http_sse_id_t               last;       /* in: after; out: sent */
+    ngx_uint_t                      first;      /* the first piece */
+    size_t                          max;        /* bytes, one event at least */
+    ngx_http_sse_block_t           *block;      /* out, or NULL */
+} ngx_http_sse_replay_t;
 
 
 /* what a worker calls with what it read: the stream side registers it */
@@ -423,8 +431,7 @@ void ngx_http_sse_hub_leave_locked(ngx_http_sse_slot_t *slot,
     ngx_http_sse_wchan_t **wchans, ngx_uint_t n);
 void ngx_http_sse_hub_trim_log_locked(void);
 ngx_int_t ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans,
-    ngx_uint_t n, ngx_http_sse_id_t *after, ngx_http_sse_block_t **replay,
-    ngx_log_t *log);
+    ngx_uint_t n, uint64_t upto, ngx_http_sse_replay_t *rp, ngx_log_t *log);
 
 void ngx_http_sse_hub_stats(ngx_http_sse_stats_t *st);
 void ngx_http_sse_hub_count_slow(void);
@@ -441,6 +448,8 @@ ngx_int_t ngx_http_sse_worker_subscribe(ngx_http_sse_subscribe_t *s,
     ngx_log_t *log);
 void ngx_http_sse_worker_unsubscribe(ngx_http_sse_lchan_t **lchans,
     ngx_uint_t n);
+ngx_int_t ngx_http_sse_worker_replay(ngx_http_sse_lchan_t **lchans,
+    ngx_uint_t n, ngx_http_sse_replay_t *rp, ngx_log_t *log);
 void ngx_http_sse_block_release(ngx_http_sse_block_t *block);
 
 

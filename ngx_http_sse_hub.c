@@ -543,6 +543,9 @@ ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev)
     ngx_queue_remove(&ev->all);
     ev->in_history = 0;
 
+    /* a stream still replaying up to here has lost what it was owed */
+    ev->channel->evicted = ev->id;
+
     ev->channel->nevents--;
     sh->kept--;
 
@@ -1145,24 +1148,29 @@ ngx_http_sse_end_streams_locked(ngx_http_sse_channel_t *ch)
 
 
 /*
- * The kept events of up to 16 channels with ids after "after", merged in id
- * order into one buffer; NULL when there are none.
+ * A piece of a replay: the kept events of up to 16 channels with ids after
+ * rp->last, merged in log order, up to rp->max bytes (one event at least)
+ * and up to the log position "upto" (what the worker has read: later
+ * events reach the stream live), copied into one block.  NGX_DONE when
+ * nothing more is left to replay; NGX_DECLINED when events the stream was
+ * still owed have left the history (the first piece may start after an id
+ * older than everything kept).
  */
 
 ngx_int_t
 ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
-    ngx_http_sse_id_t *after, ngx_http_sse_block_t **replay, ngx_log_t *log)
+    uint64_t upto, ngx_http_sse_replay_t *rp, ngx_log_t *log)
 {
     u_char                *p;
     size_t                 size;
     uint64_t               now;
-    ngx_uint_t             i, best, pass;
+    ngx_uint_t             i, best, pass, more;
     ngx_queue_t           *q, *start[NGX_HTTP_SSE_MAX_CHANNELS],
                           *cur[NGX_HTTP_SSE_MAX_CHANNELS];
     ngx_http_sse_block_t  *block;
     ngx_http_sse_event_t  *ev, *bev;
 
-    *replay = NULL;
+    rp->block = NULL;
     now = ngx_http_sse_hub_now();
 
     for (i = 0; i < n; i++) {
@@ -1171,7 +1179,11 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
             ngx_http_sse_history_trim_locked(chans[i], NGX_HTTP_SSE_KEEP_ALL,
                                              now);
 
-        /* walk back from the newest to the first one after "after" */
+        if (!rp->first && ngx_http_sse_id_gt(&chans[i]->evicted, &rp->last)) {
+            return NGX_DECLINED;
+        }
+
+        /* walk back from the newest to the first one after rp->last */
 
         for (q = ngx_queue_last(&chans[i]->history);
              q != ngx_queue_sentinel(&chans[i]->history);
@@ -1179,7 +1191,7 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
         {
             ev = ngx_queue_data(q, ngx_http_sse_event_t, chan);
 
-            if (!ngx_http_sse_id_gt(&ev->id, after)) {
+            if (!ngx_http_sse_id_gt(&ev->id, &rp->last)) {
                 break;
             }
         }
@@ -1190,8 +1202,9 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
     block = NULL;
     size = 0;
     p = NULL;
+    more = 0;
 
-    /* the first pass sizes, the second copies */
+    /* the first pass sizes, the second copies the same events */
 
     for (pass = 0; pass < 2; pass++) {
 
@@ -1208,6 +1221,10 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
 
                 ev = ngx_queue_data(cur[i], ngx_http_sse_event_t, chan);
 
+                if (ev->pos > upto) {
+                    continue;
+                }
+
                 if (bev == NULL || ev->pos < bev->pos) {
                     bev = ev;
                     best = i;
@@ -1215,22 +1232,33 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
             }
 
             if (bev == NULL) {
+                more = 0;
                 break;
             }
 
-            cur[best] = ngx_queue_next(cur[best]);
-
             if (pass == 0) {
+                if (size && size + bev->len > rp->max) {
+                    more = 1;
+                    break;
+                }
+
                 size += bev->len;
 
             } else {
+                if (p == block->data + size) {
+                    break;
+                }
+
                 p = ngx_cpymem(p, bev->data, bev->len);
+                rp->last = bev->id;
             }
+
+            cur[best] = ngx_queue_next(cur[best]);
         }
 
         if (pass == 0) {
             if (size == 0) {
-                return NGX_OK;
+                return NGX_DONE;
             }
 
             block = ngx_alloc(offsetof(ngx_http_sse_block_t, data) + size,
@@ -1248,9 +1276,10 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
         }
     }
 
-    *replay = block;
+    rp->block = block;
+    rp->first = 0;
 
-    return NGX_OK;
+    return more ? NGX_OK : NGX_DONE;
 }
 
 

@@ -17,6 +17,14 @@
 
 
 #define NGX_HTTP_SSE_FREE_OUTS          4096
+
+/*
+ * A replay is read from the zone in pieces of at most this (or half of
+ * sse_max_pending), a next one when the stream owes less than a piece, and
+ * at most this many pieces a turn before the other streams get theirs.
+ */
+#define NGX_HTTP_SSE_REPLAY_PIECE       32768
+#define NGX_HTTP_SSE_REPLAY_TURN        8
 #ifndef NGX_HTTP_SSE_WRITE_SLICE
 #define NGX_HTTP_SSE_WRITE_SLICE        256
 #endif
@@ -53,12 +61,15 @@ struct ngx_http_sse_sub_s {
     ngx_http_sse_lchan_t          **lchans;
     ngx_http_sse_feed_t            *feed;       /* or channels: links */
     ngx_queue_t                     feed_q;
+    ngx_http_sse_id_t               replay_last;    /* the last replayed */
     unsigned                        attached:1;
     unsigned                        is_dirty:1;
     unsigned                        ending:1;
     unsigned                        taken_over:1;
     unsigned                        chunked:1;
     unsigned                        closing:1;
+    unsigned                        replaying:1;    /* not live yet */
+    unsigned                        replay_first:1;
 };
 
 
@@ -66,9 +77,8 @@ static ngx_int_t ngx_http_sse_stream_headers(ngx_http_request_t *r);
 static ngx_http_sse_sub_t *ngx_http_sse_sub_create(ngx_http_request_t *r,
     ngx_uint_t n);
 static ngx_int_t ngx_http_sse_sub_subscribe(ngx_http_sse_sub_t *sub,
-    ngx_str_t *names, ngx_http_sse_block_t **replay);
-static ngx_int_t ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub,
-    ngx_http_sse_block_t *replay);
+    ngx_str_t *names);
+static ngx_int_t ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_stream_go_on(ngx_http_sse_sub_t *sub);
 static ngx_int_t ngx_http_sse_send_retry_only(ngx_http_request_t *r,
     ngx_http_sse_loc_conf_t *slcf);
@@ -87,6 +97,8 @@ static ngx_chain_t *ngx_http_sse_sub_queue(ngx_http_sse_sub_t *sub);
 static size_t ngx_http_sse_sub_reap(ngx_http_sse_sub_t *sub);
 static ngx_int_t ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub);
+static ngx_int_t ngx_http_sse_sub_replay(ngx_http_sse_sub_t *sub);
+static size_t ngx_http_sse_replay_piece(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_write_run(ngx_http_sse_sub_t *sub,
     ngx_int_t rc);
 static void ngx_http_sse_sub_close(ngx_http_sse_sub_t *sub);
@@ -98,6 +110,8 @@ static void ngx_http_sse_heartbeat_handler(ngx_event_t *ev);
 static void ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
     ngx_http_sse_lchan_t *touched);
 static void ngx_http_sse_sub_dirty(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_sub_later(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_writer_post(ngx_event_t *ev);
 static void ngx_http_sse_writer_handler(ngx_event_t *ev);
 static void ngx_http_sse_end_all(void);
 
@@ -119,6 +133,7 @@ static ngx_http_sse_streams_t  ngx_http_sse_streams = {
 /* this worker's streams */
 static ngx_queue_t          ngx_http_sse_subs;
 static ngx_queue_t          ngx_http_sse_dirty;
+static ngx_queue_t          ngx_http_sse_later;   /* the next writer pass */
 static ngx_http_sse_out_t  *ngx_http_sse_free_outs;
 static ngx_uint_t           ngx_http_sse_nfree_outs;
 static ngx_event_t          ngx_http_sse_writer;
@@ -129,6 +144,7 @@ ngx_http_sse_stream_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
 {
     ngx_queue_init(&ngx_http_sse_subs);
     ngx_queue_init(&ngx_http_sse_dirty);
+    ngx_queue_init(&ngx_http_sse_later);
 
     ngx_http_sse_writer.handler = ngx_http_sse_writer_handler;
     ngx_http_sse_writer.log = cycle->log;
@@ -178,7 +194,6 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
     ngx_uint_t                n;
     ngx_str_t                 names[NGX_HTTP_SSE_MAX_CHANNELS];
     ngx_http_sse_sub_t       *sub;
-    ngx_http_sse_block_t     *replay;
     ngx_http_sse_loc_conf_t  *slcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -219,7 +234,7 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_sse_sub_subscribe(sub, names, &replay);
+    rc = ngx_http_sse_sub_subscribe(sub, names);
 
     switch (rc) {
 
@@ -238,11 +253,7 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_sse_stream_start(sub, replay);
-
-    if (replay) {
-        ngx_http_sse_block_release(replay);
-    }
+    rc = ngx_http_sse_stream_start(sub);
 
     if (rc != NGX_OK) {
         return rc;
@@ -303,7 +314,7 @@ ngx_http_sse_stream_feed(ngx_http_request_t *r, ngx_http_sse_feed_t *feed)
     ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
     sub->attached = 1;
 
-    rc = ngx_http_sse_stream_start(sub, NULL);
+    rc = ngx_http_sse_stream_start(sub);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -441,11 +452,13 @@ ngx_http_sse_sub_create(ngx_http_request_t *r, ngx_uint_t n)
 }
 
 
-/* joins the hub and links the subscriber to its worker's channels */
+/*
+ * Joins the hub and links the subscriber to its worker's channels; with
+ * Last-Event-ID, it replays before it is live.
+ */
 
 static ngx_int_t
-ngx_http_sse_sub_subscribe(ngx_http_sse_sub_t *sub, ngx_str_t *names,
-    ngx_http_sse_block_t **replay)
+ngx_http_sse_sub_subscribe(ngx_http_sse_sub_t *sub, ngx_str_t *names)
 {
     ngx_int_t                  rc;
     ngx_uint_t                 i;
@@ -458,14 +471,16 @@ ngx_http_sse_sub_subscribe(ngx_http_sse_sub_t *sub, ngx_str_t *names,
     s.n = sub->nlinks;
     s.max_subscribers = sub->slcf->max_subscribers;
     s.lchans = sub->lchans;
-    s.resume = (ngx_http_sse_last_id(sub->r, &s.last_id) == NGX_OK);
 
     rc = ngx_http_sse_worker_subscribe(&s, sub->c->log);
 
-    *replay = s.replay;
-
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (ngx_http_sse_last_id(sub->r, &sub->replay_last) == NGX_OK) {
+        sub->replaying = 1;
+        sub->replay_first = 1;
     }
 
     for (i = 0; i < sub->nlinks; i++) {
@@ -484,11 +499,10 @@ ngx_http_sse_sub_subscribe(ngx_http_sse_sub_t *sub, ngx_str_t *names,
 }
 
 
-/* the headers, the retry line and the replay, sent at once */
+/* the headers, the retry line and the replay's first piece, at once */
 
 static ngx_int_t
-ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub,
-    ngx_http_sse_block_t *replay)
+ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub)
 {
     ngx_int_t                  rc;
     ngx_http_request_t        *r;
@@ -518,18 +532,8 @@ ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub,
         return NGX_ERROR;
     }
 
-    if (replay) {
-        if (ngx_http_sse_sub_append(sub, replay->pos, replay->len, replay, 0)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        /*
-         * the replay is what the client asked for, however large;
-         * only live output it falls behind on counts as owed
-         */
-        ((ngx_http_sse_out_t *) sub->out_tail)->owed = 0;
+    if (sub->replaying && ngx_http_sse_sub_replay(sub) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (sub->out == NULL) {
@@ -540,7 +544,85 @@ ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub,
         rc = ngx_http_sse_sub_flush(sub);
     }
 
-    return (rc == NGX_OK) ? NGX_OK : NGX_ERROR;
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (sub->replaying || sub->ending) {
+        /* the writer goes on with it, as with any stream that owes more */
+        ngx_http_sse_sub_dirty(sub);
+
+        if (!ngx_http_sse_writer.posted) {
+            ngx_post_event(&ngx_http_sse_writer, &ngx_posted_events);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The next piece of the replay, counted as owed like any output, so that
+ * sse_max_pending and send_timeout hold for it too.  A stream whose next
+ * events left the history before it was sent them ends cleanly, and
+ * resumes from what is kept then.
+ */
+
+static ngx_int_t
+ngx_http_sse_sub_replay(ngx_http_sse_sub_t *sub)
+{
+    ngx_int_t              rc;
+    ngx_http_sse_replay_t  rp;
+
+    rp.last = sub->replay_last;
+    rp.first = sub->replay_first;
+    rp.max = ngx_http_sse_replay_piece(sub);
+
+    rc = ngx_http_sse_worker_replay(sub->lchans, sub->nlinks, &rp,
+                                    sub->c->log);
+
+    if (rp.block) {
+        if (ngx_http_sse_sub_append(sub, rp.block->pos, rp.block->len,
+                                    rp.block, 0)
+            != NGX_OK)
+        {
+            rc = NGX_ERROR;
+        }
+
+        ngx_http_sse_block_release(rp.block);
+    }
+
+    sub->replay_last = rp.last;
+    sub->replay_first = rp.first;
+
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_DONE:
+        sub->replaying = 0;
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_INFO, sub->c->log, 0,
+                      "sse: the history moved past a replaying stream, "
+                      "ending it so that it resumes");
+        sub->replaying = 0;
+        sub->ending = 1;
+        return NGX_OK;
+
+    default:
+        return NGX_ERROR;
+    }
+}
+
+
+static size_t
+ngx_http_sse_replay_piece(ngx_http_sse_sub_t *sub)
+{
+    return ngx_max(1, ngx_min(NGX_HTTP_SSE_REPLAY_PIECE,
+                              sub->slcf->max_pending / 2));
 }
 
 
@@ -1152,9 +1234,31 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
 static void
 ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub)
 {
-    if (ngx_http_sse_sub_flush(sub) != NGX_OK) {
-        ngx_http_sse_sub_close(sub);
-        return;
+    ngx_uint_t  n;
+
+    for (n = 0; /* void */; n++) {
+
+        if (ngx_http_sse_sub_flush(sub) != NGX_OK) {
+            ngx_http_sse_sub_close(sub);
+            return;
+        }
+
+        if (!sub->replaying || sub->ending
+            || ngx_http_sse_sub_reap(sub) >= ngx_http_sse_replay_piece(sub))
+        {
+            break;
+        }
+
+        if (n == NGX_HTTP_SSE_REPLAY_TURN) {
+            /* the other streams' turn: the next writer pass goes on here */
+            ngx_http_sse_sub_later(sub);
+            break;
+        }
+
+        if (ngx_http_sse_sub_replay(sub) != NGX_OK) {
+            ngx_http_sse_sub_close(sub);
+            return;
+        }
     }
 
     if (sub->ending) {
@@ -1406,12 +1510,17 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
 {
     ngx_uint_t             i, count;
     ngx_queue_t           *q;
-    ngx_http_sse_block_t    *block;
     ngx_http_sse_sub_t    *sub;
     ngx_http_sse_link_t   *link;
+    ngx_http_sse_block_t  *block;
     ngx_http_sse_lchan_t  *lc, *next;
 
     count = 0;
+
+    /*
+     * a stream still replaying gets these from the history, in order: it
+     * is only told when its channel ends
+     */
 
     for (i = 0; i < n; i++) {
 
@@ -1426,8 +1535,16 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
                 continue;
             }
 
-            if (ngx_http_sse_sub_append(sub, d[i].pos, d[i].len, d[i].block, 0)
-                != NGX_OK)
+            if (d[i].block == NULL) {
+                /* nothing later may go out before this stream's end */
+                sub->ending = 1;
+
+            } else if (sub->replaying) {
+                continue;
+
+            } else if (ngx_http_sse_sub_append(sub, d[i].pos, d[i].len,
+                                               d[i].block, 0)
+                       != NGX_OK)
             {
                 sub->ending = 1;
 
@@ -1454,7 +1571,7 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
                 continue;
             }
 
-            if (block && lc->round_size) {
+            if (block && lc->round_size && !sub->replaying) {
                 if (ngx_http_sse_sub_append(sub, lc->round_pos,
                                             lc->round_size, block, 0)
                     != NGX_OK)
@@ -1529,6 +1646,11 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
 
     ngx_http_sse_worker_read();
 
+    if (!ngx_queue_empty(&ngx_http_sse_later)) {
+        ngx_queue_add(&ngx_http_sse_dirty, &ngx_http_sse_later);
+        ngx_queue_init(&ngx_http_sse_later);
+    }
+
     for (n = 0;
          n < NGX_HTTP_SSE_WRITE_SLICE && !ngx_queue_empty(&ngx_http_sse_dirty);
          n++)
@@ -1542,10 +1664,19 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
         ngx_http_sse_sub_write_run(sub, NGX_OK);
     }
 
-    if (ngx_queue_empty(&ngx_http_sse_dirty)) {
-        return;
+    if (!ngx_queue_empty(&ngx_http_sse_dirty)
+        || !ngx_queue_empty(&ngx_http_sse_later))
+    {
+        ngx_http_sse_writer_post(ev);
     }
+}
 
+
+/* the writer runs again after the network has been looked at */
+
+static void
+ngx_http_sse_writer_post(ngx_event_t *ev)
+{
     if (ev->posted) {
         ngx_delete_posted_event(ev);
     }
@@ -1556,6 +1687,22 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
     /* no ngx_posted_next_events before 1.17.5: the pass is not sliced */
     ngx_post_event(ev, &ngx_posted_events);
 #endif
+}
+
+
+/* a stream whose turn is over: the writer's next pass, not this one */
+
+static void
+ngx_http_sse_sub_later(ngx_http_sse_sub_t *sub)
+{
+    if (sub->is_dirty) {
+        ngx_queue_remove(&sub->dirty);
+    }
+
+    sub->is_dirty = 1;
+    ngx_queue_insert_tail(&ngx_http_sse_later, &sub->dirty);
+
+    ngx_http_sse_writer_post(&ngx_http_sse_writer);
 }
 
 

@@ -49,6 +49,7 @@ static void ngx_http_sse_collect_locked(void);
 static ngx_queue_t *ngx_http_sse_collect_size_locked(void);
 static void ngx_http_sse_collect_reserve(void);
 static void ngx_http_sse_collect_copy_locked(ngx_queue_t *first);
+static void ngx_http_sse_collect_stop(ngx_http_sse_lchan_t *lc);
 static ngx_http_sse_block_t *ngx_http_sse_block_new(ngx_http_sse_lchan_t *lc,
     size_t need);
 static void ngx_http_sse_block_drop(ngx_http_sse_lchan_t *lc);
@@ -488,6 +489,11 @@ ngx_http_sse_collect_size_locked(void)
             w->touched = lc;
         }
 
+        if (!ngx_queue_empty(&lc->mlinks)) {
+            /* an event, or where the streams end (ngx_http_sse_stop) */
+            nmulti++;
+        }
+
         if (ev->control) {
             lc->round_end = 1;
             continue;
@@ -495,10 +501,6 @@ ngx_http_sse_collect_size_locked(void)
 
         lc->round_size += ev->len;
         lc->round_events++;
-
-        if (!ngx_queue_empty(&lc->mlinks)) {
-            nmulti++;
-        }
     }
 
     if (nmulti > w->deliveries_size) {
@@ -589,6 +591,7 @@ ngx_http_sse_collect_copy_locked(ngx_queue_t *first)
 
         if (ev->control || block == NULL) {
             lc->round_end = 1;
+            ngx_http_sse_collect_stop(lc);
             continue;
         }
 
@@ -611,6 +614,35 @@ ngx_http_sse_collect_copy_locked(ngx_queue_t *first)
             lc->round_size = lc->round->pos + lc->round->len - lc->round_pos;
         }
     }
+}
+
+
+/*
+ * The streams of several channels end where this channel's events stop
+ * (a DELETE, or no room for them), before any later event of their other
+ * channels: they resume from their last id without a gap.
+ */
+
+static void
+ngx_http_sse_collect_stop(ngx_http_sse_lchan_t *lc)
+{
+    ngx_http_sse_worker_t    *w;
+    ngx_http_sse_delivery_t  *d;
+
+    w = &ngx_http_sse_worker;
+
+    if (ngx_queue_empty(&lc->mlinks)
+        || w->ndeliveries >= w->deliveries_size)
+    {
+        /* no list: no event of several channels goes out in this read */
+        return;
+    }
+
+    d = &w->deliveries[w->ndeliveries++];
+    d->lchan = lc;
+    d->block = NULL;
+    d->pos = NULL;
+    d->len = 0;
 }
 
 
@@ -812,7 +844,8 @@ ngx_http_sse_lchans_join_locked(ngx_http_sse_lchan_t **lchans, ngx_uint_t n,
 /*
  * A new subscriber: the worker first reads the log up to its end, so that
  * what the subscriber is owed splits exactly into the kept events up to
- * that point (its replay) and everything after (live).
+ * this worker's cursor (its replay, ngx_http_sse_worker_replay) and
+ * everything after (live).
  */
 
 ngx_int_t
@@ -823,8 +856,6 @@ ngx_http_sse_worker_subscribe(ngx_http_sse_subscribe_t *s, ngx_log_t *log)
     ngx_http_sse_channel_t  *chans[NGX_HTTP_SSE_MAX_CHANNELS];
 
     w = &ngx_http_sse_worker;
-
-    s->replay = NULL;
 
     if (w->slot == NULL) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -851,14 +882,6 @@ ngx_http_sse_worker_subscribe(ngx_http_sse_subscribe_t *s, ngx_log_t *log)
 
     rc = ngx_http_sse_lchans_get_locked(chans, s->n, s->lchans, log);
 
-    if (rc == NGX_OK && s->resume) {
-        rc = ngx_http_sse_hub_replay_locked(chans, s->n, &s->last_id,
-                                            &s->replay, log);
-        if (rc != NGX_OK) {
-            ngx_http_sse_lchans_put_locked(s->lchans, s->n);
-        }
-    }
-
     if (rc == NGX_OK) {
         ngx_http_sse_lchans_join_locked(s->lchans, s->n, 1);
     }
@@ -872,6 +895,40 @@ done:
 
     /* events read above go to the subscribers that were already here */
     w->streams->deliver(w->deliveries, w->ndeliveries, w->touched);
+
+    return rc;
+}
+
+
+/*
+ * The next piece of a stream's replay, up to what this worker has read of
+ * the log: the events after that reach the stream live.  NGX_DONE: the
+ * stream is live from now on.
+ */
+
+ngx_int_t
+ngx_http_sse_worker_replay(ngx_http_sse_lchan_t **lchans, ngx_uint_t n,
+    ngx_http_sse_replay_t *rp, ngx_log_t *log)
+{
+    ngx_int_t                rc;
+    ngx_uint_t               i;
+    ngx_http_sse_channel_t  *chans[NGX_HTTP_SSE_MAX_CHANNELS];
+
+    if (ngx_http_sse_worker.slot == NULL || n > NGX_HTTP_SSE_MAX_CHANNELS) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        chans[i] = lchans[i]->channel;
+    }
+
+    ngx_http_sse_hub_lock();
+
+    rc = ngx_http_sse_hub_replay_locked(chans, n,
+                                        ngx_http_sse_worker.slot->cursor, rp,
+                                        log);
+
+    ngx_http_sse_hub_unlock();
 
     return rc;
 }
