@@ -88,6 +88,7 @@ typedef struct {
     /* for entries that name none: the http level's sse_history... */
     ngx_http_sse_policy_t           policy;
     size_t                          max_message_size;
+    ngx_uint_t                      max_events;
 } ngx_http_sse_redis_conf_t;
 
 
@@ -110,6 +111,7 @@ typedef struct {
     size_t                          max_pending;
     ngx_int_t                       max_subscribers;
     size_t                          max_message_size;
+    ngx_int_t                       max_events;
 
     ngx_str_t                       retry_line;
 } ngx_http_sse_loc_conf_t;
@@ -136,6 +138,7 @@ typedef struct {
     ngx_http_sse_id_t               id;
     uint64_t                        pos;        /* in the log, from 1 */
     uint32_t                        len;
+    uint32_t                        cost;       /* bytes the slab gave it */
     unsigned                        in_log:1;
     unsigned                        in_history:1;
     unsigned                        control:1;  /* ends channel streams */
@@ -199,8 +202,7 @@ typedef struct {
     ngx_uint_t                      nslots;
     uint32_t                        nonce;      /* in wake-up addresses */
     ngx_msec_t                      min_ttl;    /* shortest ttl seen */
-    ngx_uint_t                      hist_pages; /* of large kept events */
-    ngx_uint_t                      hist_small; /* small kept events */
+    size_t                          hist_bytes; /* the kept events' cost */
 
     ngx_uint_t                      channels;
     ngx_uint_t                      subscribers;
@@ -471,7 +473,7 @@ void ngx_http_sse_redis_cancel(ngx_http_sse_redis_op_t *op);
 /* ngx_http_sse_event.c: no request */
 
 ngx_int_t ngx_http_sse_parse_body(ngx_pool_t *pool, ngx_str_t *body,
-    ngx_array_t *events, const char **err);
+    ngx_uint_t max, ngx_array_t *events, const char **err);
 ngx_int_t ngx_http_sse_check_event(ngx_http_sse_fields_t *e, size_t max,
     const char **err);
 ngx_int_t ngx_http_sse_valid_utf8(u_char *p, size_t len);

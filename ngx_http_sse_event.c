@@ -24,11 +24,12 @@ static u_char *ngx_http_sse_next_line(u_char **pp, u_char *last);
  * A text/event-stream body: "event" and "data" fields, a blank line ends an
  * event; "id", "retry", comments and other fields are ignored.  The events'
  * data is rebuilt in one buffer from the pool; NGX_DECLINED with *err for
- * a body without an event, or with an event without data.
+ * a body without an event, or with an event without data; NGX_BUSY for
+ * more than max events (0: no limit).
  */
 
 ngx_int_t
-ngx_http_sse_parse_body(ngx_pool_t *pool, ngx_str_t *body,
+ngx_http_sse_parse_body(ngx_pool_t *pool, ngx_str_t *body, ngx_uint_t max,
     ngx_array_t *events, const char **err)
 {
     u_char                 *p, *last, *line, *eol, *colon, *value, *dst;
@@ -68,6 +69,11 @@ ngx_http_sse_parse_body(ngx_pool_t *pool, ngx_str_t *body,
                 if (!has_data) {
                     *err = "empty event";
                     return NGX_DECLINED;
+                }
+
+                if (max && events->nelts == max) {
+                    *err = "more events than sse_max_events";
+                    return NGX_BUSY;
                 }
 
                 if (ngx_http_sse_body_dispatch(events, &cur, err) != NGX_OK) {

@@ -47,22 +47,14 @@ static void ngx_http_sse_target_fill(ngx_http_sse_target_t *t,
 static ngx_http_sse_channel_t *ngx_http_sse_channel_find_locked(
     ngx_http_sse_target_t *t, uint64_t now);
 static ngx_int_t ngx_http_sse_end_streams_locked(ngx_http_sse_channel_t *ch);
+static size_t ngx_http_sse_slab_cost(size_t size);
 static void ngx_http_sse_hub_changed(void);
 
 
-/*
- * The pages of the zone an event of len bytes (id line aside) takes when
- * it is larger than the slab allocator's largest slot; 0 when it is not.
- * The id line is counted at its longest, here and in the allocation.
- */
+/* an event of len framed bytes, with room for its id line at its longest */
 
 #define ngx_http_sse_event_size(len)                                          \
     (offsetof(ngx_http_sse_event_t, data) + NGX_HTTP_SSE_ID_LINE_LEN + (len))
-
-#define ngx_http_sse_event_pages(len)                                         \
-    ((ngx_http_sse_event_size(len) > ngx_pagesize / 2)                        \
-     ? (ngx_http_sse_event_size(len) + ngx_pagesize - 1) / ngx_pagesize       \
-     : 0)
 
 /* no limit on the count of events kept, only the ttl */
 #define NGX_HTTP_SSE_KEEP_ALL  ((ngx_uint_t) -1)
@@ -534,7 +526,6 @@ ngx_http_sse_evict_oldest_locked(void)
 static void
 ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev)
 {
-    ngx_uint_t             pages;
     ngx_http_sse_shctx_t  *sh;
 
     sh = ngx_http_sse_hub->sh;
@@ -549,14 +540,7 @@ ngx_http_sse_history_remove_locked(ngx_http_sse_event_t *ev)
     ev->channel->nevents--;
     sh->kept--;
 
-    pages = ngx_http_sse_event_pages(ev->len);
-
-    if (pages) {
-        sh->hist_pages -= pages;
-
-    } else {
-        sh->hist_small--;
-    }
+    sh->hist_bytes -= ev->cost;
 
     if (!ev->in_log) {
         ngx_http_sse_event_free_locked(ev);
@@ -796,32 +780,50 @@ ngx_http_sse_hub_publish(ngx_http_sse_publish_t *pub, ngx_log_t *log)
 
 
 /*
- * What can never fit must not evict every channel's history first: the
- * pages its large events need are compared with the free pages plus all
- * that evicting the whole history could free (a small kept event frees at
- * most the page it is in).
+ * What can never fit must not evict every channel's history first: what
+ * its events take in the slab (a whole slot or whole pages each) is
+ * compared with the free pages plus all that the history takes.
  */
 
 static ngx_int_t
 ngx_http_sse_publish_fits_locked(ngx_http_sse_publish_t *pub)
 {
-    ngx_uint_t             i, need;
+    size_t                 need;
+    ngx_uint_t             i;
     ngx_http_sse_shctx_t  *sh;
 
     sh = ngx_http_sse_hub->sh;
     need = 0;
 
     for (i = 0; i < pub->nevents; i++) {
-        need += ngx_http_sse_event_pages(pub->events[i].len);
+        need += ngx_http_sse_slab_cost(
+                               ngx_http_sse_event_size(pub->events[i].len));
     }
 
-    if (need * pub->ntargets > ngx_http_sse_hub->shpool->pfree
-                               + sh->hist_pages + sh->hist_small)
+    if (need * pub->ntargets > ngx_http_sse_hub->shpool->pfree * ngx_pagesize
+                               + sh->hist_bytes)
     {
         return NGX_DECLINED;
     }
 
     return NGX_OK;
+}
+
+
+/* what ngx_slab_alloc() takes for size bytes: a slot of 2^n, or pages */
+
+static size_t
+ngx_http_sse_slab_cost(size_t size)
+{
+    size_t  slot;
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (slot = 8; slot < size; slot <<= 1) { /* void */ }
+
+    return slot;
 }
 
 
@@ -876,7 +878,7 @@ ngx_http_sse_publish_link_locked(ngx_http_sse_publish_t *pub,
 {
     u_char                *p;
     uint64_t               pos;
-    ngx_uint_t             i, k, n, pages, total;
+    ngx_uint_t             i, k, n, total;
     ngx_queue_t           *q, all, chan[NGX_HTTP_SSE_MAX_CHANNELS];
     ngx_http_sse_id_t      id;
     ngx_http_sse_shctx_t  *sh;
@@ -929,6 +931,8 @@ ngx_http_sse_publish_link_locked(ngx_http_sse_publish_t *pub,
         ev->control = 0;
         ev->in_log = 1;
         ev->in_history = 1;
+        ev->cost = ngx_http_sse_slab_cost(
+                               ngx_http_sse_event_size(pub->events[i].len));
 
         p = ngx_cpymem(ev->data, "id: ", sizeof("id: ") - 1);
         p = ngx_http_sse_id_format(p, &id);
@@ -943,15 +947,7 @@ ngx_http_sse_publish_link_locked(ngx_http_sse_publish_t *pub,
         chans[k]->last_id = id;
         chans[k]->nevents++;
         sh->kept++;
-
-        pages = ngx_http_sse_event_pages(pub->events[i].len);
-
-        if (pages) {
-            sh->hist_pages += pages;
-
-        } else {
-            sh->hist_small++;
-        }
+        sh->hist_bytes += ev->cost;
     }
 
     ngx_queue_add(&sh->log, batch);
@@ -1135,6 +1131,7 @@ ngx_http_sse_end_streams_locked(ngx_http_sse_channel_t *ch)
     ev->channel = ch;
     ev->control = 1;
     ev->len = 0;
+    ev->cost = 0;
     ev->id = sh->last_id;
     ev->pos = ++sh->log_pos;
     ev->in_history = 0;

@@ -132,6 +132,13 @@ static ngx_command_t  ngx_http_sse_commands[] = {
       offsetof(ngx_http_sse_loc_conf_t, max_message_size),
       NULL },
 
+    { ngx_string("sse_max_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sse_loc_conf_t, max_events),
+      NULL },
+
     { ngx_string("sse_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_sse_redis,
@@ -297,6 +304,8 @@ ngx_http_sse_init_redis_conf(ngx_conf_t *cf, ngx_http_sse_main_conf_t *smcf)
                               ? 3600 * 1000 : slcf->history_ttl;
     rcf->max_message_size = (slcf->max_message_size == NGX_CONF_UNSET_SIZE)
                             ? 64 * 1024 : slcf->max_message_size;
+    rcf->max_events = (slcf->max_events == NGX_CONF_UNSET)
+                      ? 1000 : (ngx_uint_t) slcf->max_events;
 
     rv = ngx_http_sse_redis_init_conf(cf, rcf);
     if (rv != NGX_CONF_OK) {
@@ -333,6 +342,7 @@ ngx_http_sse_create_loc_conf(ngx_conf_t *cf)
     conf->max_pending = NGX_CONF_UNSET_SIZE;
     conf->max_subscribers = NGX_CONF_UNSET;
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
+    conf->max_events = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -367,6 +377,13 @@ ngx_http_sse_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->max_subscribers, prev->max_subscribers, 0);
     ngx_conf_merge_size_value(conf->max_message_size, prev->max_message_size,
                               64 * 1024);
+    ngx_conf_merge_value(conf->max_events, prev->max_events, 1000);
+
+    if (conf->max_events < 1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sse_max_events\" must be at least 1");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->history < 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

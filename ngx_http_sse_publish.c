@@ -134,6 +134,11 @@ ngx_http_sse_publish_request(ngx_http_request_t *r)
         return ngx_http_sse_error(r, NGX_HTTP_BAD_REQUEST, err);
     }
 
+    if (rc == NGX_BUSY) {
+        /* no publish holds the zone's lock for long */
+        return ngx_http_sse_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, err);
+    }
+
     rc = ngx_http_sse_check_events(r, &events, slcf->max_message_size, &err);
     if (rc != NGX_OK) {
         return ngx_http_sse_error(r, rc, err);
@@ -233,7 +238,8 @@ static ngx_int_t
 ngx_http_sse_body_events(ngx_http_request_t *r, ngx_str_t *body,
     ngx_array_t *events, const char **err)
 {
-    ngx_http_sse_fields_t  *e;
+    ngx_http_sse_fields_t    *e;
+    ngx_http_sse_loc_conf_t  *slcf;
 
     if (ngx_array_init(events, r->pool, 4, sizeof(ngx_http_sse_fields_t))
         != NGX_OK)
@@ -244,7 +250,10 @@ ngx_http_sse_body_events(ngx_http_request_t *r, ngx_str_t *body,
     if (r->headers_in.content_type
         && ngx_http_sse_is_event_stream(&r->headers_in.content_type->value))
     {
-        return ngx_http_sse_parse_body(r->pool, body, events, err);
+        slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
+
+        return ngx_http_sse_parse_body(r->pool, body, slcf->max_events,
+                                       events, err);
     }
 
     e = ngx_array_push(events);

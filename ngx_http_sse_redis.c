@@ -2087,7 +2087,10 @@ ngx_http_sse_redis_convert(ngx_str_t *channel, ngx_str_t *payload,
     }
 
     if (rd->conf->payload == NGX_HTTP_SSE_REDIS_PAYLOAD_EVENT_STREAM) {
-        if (ngx_http_sse_parse_body(pool, payload, &events, err) != NGX_OK) {
+        if (ngx_http_sse_parse_body(pool, payload, rd->conf->max_events,
+                                    &events, err)
+            != NGX_OK)
+        {
             return NGX_DECLINED;
         }
 

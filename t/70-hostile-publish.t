@@ -117,7 +117,8 @@ EOH
         location ~ (?s)^/pall/(.+)\$ { sse_publish \$1; }
         location ~ ^/pmax/(.+)\$ { sse_publish \$1; sse_max_message_size 1k; }
         location ~ ^/pbig/(.+)\$ { sse_publish \$1; client_max_body_size 1m; sse_max_message_size 4m; }
-        location ~ ^/pbatch/(.+)\$ { sse_publish \$1; sse_history 10000; client_max_body_size 4m; }
+        location ~ ^/pbatch/(.+)\$ { sse_publish \$1; sse_history 10000; client_max_body_size 4m; sse_max_events 10000; }
+        location ~ ^/pcap/(.+)\$ { sse_publish \$1; sse_history 10000; client_max_body_size 4m; }
 EOS
 );
 my @workers = $srv->worker_pids;
@@ -343,6 +344,10 @@ still_serving($srv, 'the type, NUL and UTF-8 cases');
 {
     my $s = $srv->sse_connect('/events/many');
     my $body = join '', map { "data: $_\n\n" } 1 .. 10_000;
+    # sse_max_events (default 1000) caps what one publish may carry
+    my $capped = $srv->publish('/pcap/many', $body, content_type => $ES, timeout => 30);
+    is(json_error_problem($capped, 413), '', '10,000 events over the default sse_max_events: 413 JSON');
+    is(scalar($s->read_events(timeout => 0.5)), 0, '... and none delivered');
     my $t0 = time();
     my $r = $srv->publish('/pbatch/many', $body, content_type => $ES, timeout => 30);
     my $took = time() - $t0;
@@ -355,9 +360,9 @@ still_serving($srv, 'the type, NUL and UTF-8 cases');
     ok(ids_strictly_increasing(map { $_->{id} } @ev), '... with increasing ids');
     is($ev[-1]{id}, $r->{json}{id}, '... the answer names the last one');
     # all or nothing: one bad event at the very end refuses the whole batch
-    my $bad = $body . "data: \xff\n\n";
+    my $bad = join('', map { "data: $_\n\n" } 1 .. 9_999) . "data: \xff\n\n";
     $r = $srv->publish('/pbatch/many', $bad, content_type => $ES, timeout => 30);
-    is(json_error_problem($r, 400), '', '10,000 good events and one bad one: 400 JSON');
+    is(json_error_problem($r, 400), '', '9,999 good events and one bad one: 400 JSON');
     my @more = $s->read_events(timeout => 0.5);
     is(scalar @more, 0, '... and none of the 10,000 delivered');
     $s->close;
