@@ -70,6 +70,7 @@ struct ngx_http_sse_sub_s {
     unsigned                        closing:1;
     unsigned                        replaying:1;    /* not live yet */
     unsigned                        replay_first:1;
+    unsigned                        takeover_wait:1;  /* output to drain */
 };
 
 
@@ -85,6 +86,9 @@ static ngx_int_t ngx_http_sse_send_retry_only(ngx_http_request_t *r,
 static ngx_int_t ngx_http_sse_last_id(ngx_http_request_t *r,
     ngx_http_sse_id_t *id);
 static void ngx_http_sse_takeover(ngx_event_t *ev);
+static ngx_int_t ngx_http_sse_takeover_test(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_takeover_retry(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_find_modules(ngx_cycle_t *cycle);
 static void ngx_http_sse_sub_cleanup(void *data);
 static void ngx_http_sse_sub_free(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub);
@@ -130,6 +134,26 @@ static ngx_http_sse_streams_t  ngx_http_sse_streams = {
 };
 
 
+/*
+ * nginx's filters that rewrite a response's body: a stream they work on
+ * keeps its request, whose filters it would bypass once taken over
+ */
+static char  *ngx_http_sse_rewriter_names[] = {
+    "ngx_http_sub_filter_module",
+    "ngx_http_ssi_filter_module",
+    "ngx_http_addition_filter_module",
+    "ngx_http_charset_filter_module",
+    "ngx_http_xslt_filter_module",
+    "ngx_http_image_filter_module",
+    "ngx_http_gunzip_filter_module",
+    NULL
+};
+
+static ngx_uint_t  ngx_http_sse_rewriters[8];   /* their ctx_index */
+static ngx_uint_t  ngx_http_sse_nrewriters;
+static ngx_int_t   ngx_http_sse_realip = -1;    /* its ctx_index, if any */
+
+
 /* this worker's streams */
 static ngx_queue_t          ngx_http_sse_subs;
 static ngx_queue_t          ngx_http_sse_dirty;
@@ -149,7 +173,44 @@ ngx_http_sse_stream_init_worker(ngx_cycle_t *cycle, ngx_http_sse_hub_t *hub)
     ngx_http_sse_writer.handler = ngx_http_sse_writer_handler;
     ngx_http_sse_writer.log = cycle->log;
 
+    ngx_http_sse_find_modules(cycle);
+
     return ngx_http_sse_worker_init(cycle, hub, &ngx_http_sse_streams);
+}
+
+
+/* the modules whose state on a request the takeover must respect */
+
+static void
+ngx_http_sse_find_modules(ngx_cycle_t *cycle)
+{
+    ngx_uint_t   i, k;
+    ngx_module_t  *m;
+
+    ngx_http_sse_nrewriters = 0;
+    ngx_http_sse_realip = -1;
+
+    for (i = 0; cycle->modules[i]; i++) {
+        m = cycle->modules[i];
+
+        if (m->type != NGX_HTTP_MODULE || m->name == NULL) {
+            continue;
+        }
+
+        if (ngx_strcmp(m->name, "ngx_http_realip_module") == 0) {
+            ngx_http_sse_realip = m->ctx_index;
+            continue;
+        }
+
+        for (k = 0; ngx_http_sse_rewriter_names[k]; k++) {
+            if (ngx_strcmp(m->name, ngx_http_sse_rewriter_names[k]) == 0
+                && ngx_http_sse_nrewriters < 8)
+            {
+                ngx_http_sse_rewriters[ngx_http_sse_nrewriters++] =
+                                                                m->ctx_index;
+            }
+        }
+    }
 }
 
 
@@ -744,11 +805,18 @@ ngx_http_sse_takeover(ngx_event_t *ev)
 
     ev->handler = ngx_http_sse_heartbeat_handler;
 
-    if (r->main->count != 1 || r->out || r->postponed || r->blocked
-        || c->buffered || c->error)
-    {
-        /* something still holds the request: it stays one */
+    switch (ngx_http_sse_takeover_test(sub)) {
 
+    case NGX_OK:
+        break;
+
+    case NGX_AGAIN:
+        /* the write that drains what the filters hold tries again */
+        sub->takeover_wait = 1;
+
+        /* fall through */
+
+    default:
         if (sub->slcf->heartbeat) {
             ngx_add_timer(ev, sub->slcf->heartbeat);
         }
@@ -807,6 +875,87 @@ ngx_http_sse_takeover(ngx_event_t *ev)
 
     /* whatever the client sent meanwhile, or its close, is seen now */
     ngx_http_sse_conn_read_handler(c->read);
+}
+
+
+/*
+ * NGX_OK: nothing else needs the request; NGX_AGAIN: its output is still in
+ * the filters; NGX_DECLINED: a module holds on to it for the stream's whole
+ * life (limit_conn's cleanup releases the connection count, a filter
+ * rewrites the body, limit_rate paces it), so it stays a request.
+ */
+
+static ngx_int_t
+ngx_http_sse_takeover_test(ngx_http_sse_sub_t *sub)
+{
+    ngx_uint_t           i, foreign;
+    ngx_connection_t    *c;
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_request_t  *r;
+
+    r = sub->r;
+    c = sub->c;
+
+    if (c->error || r->limit_rate || r->cleanup) {
+        return NGX_DECLINED;
+    }
+
+    foreign = 0;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_sse_sub_cleanup
+            && cln->handler != ngx_pool_cleanup_file
+            && cln->handler != ngx_pool_delete_file)
+        {
+            foreign++;
+        }
+    }
+
+    /*
+     * realip's cleanup only gives the connection its own address back when
+     * the request goes; it may, as the stream then lives on the connection
+     */
+
+    if (ngx_http_sse_realip >= 0 && r->ctx[ngx_http_sse_realip] && foreign) {
+        foreign--;
+    }
+
+    if (foreign) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < ngx_http_sse_nrewriters; i++) {
+        if (r->ctx[ngx_http_sse_rewriters[i]]) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (r->main->count != 1 || r->out || r->postponed || r->blocked
+        || r->buffered || c->buffered)
+    {
+        return NGX_AGAIN;
+    }
+
+    return NGX_OK;
+}
+
+
+/* what held the takeover back has drained: it is tried again, posted */
+
+static void
+ngx_http_sse_takeover_retry(ngx_http_sse_sub_t *sub)
+{
+    sub->takeover_wait = 0;
+
+    if (sub->ev.timer_set) {
+        ngx_del_timer(&sub->ev);
+    }
+
+    sub->ev.handler = ngx_http_sse_takeover;
+
+    if (!sub->ev.posted) {
+        ngx_post_event(&sub->ev, &ngx_posted_events);
+    }
 }
 
 
@@ -1221,8 +1370,22 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
             return NGX_ERROR;
         }
 
-    } else if (wev->timer_set && !wev->delayed) {
-        ngx_del_timer(wev);
+    } else {
+        if (wev->timer_set && !wev->delayed) {
+            ngx_del_timer(wev);
+        }
+
+        /*
+         * with poll or select a writable socket is reported again and
+         * again: a drained stream stops watching it, as nginx does for an
+         * idle keepalive connection
+         */
+
+        if (wev->active && (ngx_event_flags & NGX_USE_LEVEL_EVENT)) {
+            if (ngx_del_event(wev, NGX_WRITE_EVENT, 0) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
     }
 
     return NGX_OK;
@@ -1263,6 +1426,13 @@ ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub)
 
     if (sub->ending) {
         ngx_http_sse_sub_end(sub);
+        return;
+    }
+
+    if (sub->takeover_wait && sub->busy == NULL && sub->r->out == NULL
+        && !sub->c->buffered && !sub->r->buffered)
+    {
+        ngx_http_sse_takeover_retry(sub);
     }
 }
 
