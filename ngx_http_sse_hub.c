@@ -35,6 +35,7 @@ static ngx_uint_t ngx_http_sse_history_trim_locked(ngx_http_sse_channel_t *ch,
     ngx_uint_t keep, uint64_t now);
 static void ngx_http_sse_event_free_locked(ngx_http_sse_event_t *ev);
 static void ngx_http_sse_slot_release_locked(ngx_http_sse_slot_t *slot);
+static ngx_uint_t ngx_http_sse_slot_dead(ngx_http_sse_slot_t *slot);
 static ngx_int_t ngx_http_sse_publish_fits_locked(ngx_http_sse_publish_t *pub);
 static ngx_int_t ngx_http_sse_publish_alloc_locked(ngx_http_sse_publish_t *pub,
     ngx_queue_t *batch);
@@ -58,6 +59,14 @@ static void ngx_http_sse_hub_changed(void);
 
 /* no limit on the count of events kept, only the ttl */
 #define NGX_HTTP_SSE_KEEP_ALL  ((ngx_uint_t) -1)
+
+/*
+ * counts of subscribers only ever drop to 0: a release run again after a
+ * worker died inside it must not wrap them (sse_max_subscribers would then
+ * refuse everyone)
+ */
+#define ngx_http_sse_count_drop(count, n)                                     \
+    (count) = ((count) > (n)) ? (count) - (n) : 0
 
 /* history entries housekeeping looks at per second and worker, at most */
 #define NGX_HTTP_SSE_EXPIRE_STEPS  10000
@@ -198,6 +207,17 @@ ngx_http_sse_hub_attach(ngx_log_t *log)
 
     ngx_http_sse_hub_lock();
 
+    /* a worker that died had this pid before us: its slot is stale */
+
+    for (i = 0; i < sh->nslots; i++) {
+        if (sh->slots[i].pid == ngx_pid) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "sse: releasing the hub slot a dead worker left "
+                          "with this worker's pid %P", ngx_pid);
+            ngx_http_sse_slot_release_locked(&sh->slots[i]);
+        }
+    }
+
     ngx_http_sse_hub_reap_slots_locked(log);
 
     for (i = 0; i < sh->nslots; i++) {
@@ -257,16 +277,33 @@ ngx_http_sse_hub_reap_slots_locked(ngx_log_t *log)
 
     for (i = 0; i < sh->nslots; i++) {
 
-        if (sh->slots[i].pid
-            && sh->slots[i].pid != ngx_pid
-            && kill(sh->slots[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
-        {
+        if (ngx_http_sse_slot_dead(&sh->slots[i])) {
             ngx_log_error(NGX_LOG_NOTICE, log, 0,
                           "sse: releasing the hub slot of exited worker %P",
                           sh->slots[i].pid);
             ngx_http_sse_slot_release_locked(&sh->slots[i]);
         }
     }
+}
+
+
+/*
+ * The worker is gone, or its pid now belongs to a process of another user
+ * (all our workers run as one user): not a worker of ours either way.
+ */
+
+static ngx_uint_t
+ngx_http_sse_slot_dead(ngx_http_sse_slot_t *slot)
+{
+    if (slot->pid == 0 || slot->pid == ngx_pid) {
+        return 0;
+    }
+
+    if (kill(slot->pid, 0) == 0) {
+        return 0;
+    }
+
+    return ngx_errno == NGX_ESRCH || ngx_errno == NGX_EPERM;
 }
 
 
@@ -283,8 +320,9 @@ ngx_http_sse_slot_release_locked(ngx_http_sse_slot_t *slot)
         q = ngx_queue_head(&slot->wchans);
         wc = ngx_queue_data(q, ngx_http_sse_wchan_t, slot_q);
 
-        wc->channel->nsubs -= wc->nsubs;
-        sh->subscribers -= wc->nsubs;
+        ngx_http_sse_count_drop(wc->channel->nsubs, wc->nsubs);
+        ngx_http_sse_count_drop(sh->subscribers, wc->nsubs);
+        wc->nsubs = 0;
 
         ngx_http_sse_hub_wchan_free_locked(wc);
     }
@@ -353,12 +391,12 @@ ngx_http_sse_hub_leave_locked(ngx_http_sse_slot_t *slot,
     ngx_uint_t  i;
 
     for (i = 0; i < n; i++) {
-        wchans[i]->nsubs--;
-        wchans[i]->channel->nsubs--;
+        ngx_http_sse_count_drop(wchans[i]->nsubs, 1);
+        ngx_http_sse_count_drop(wchans[i]->channel->nsubs, 1);
     }
 
-    slot->nsubs--;
-    ngx_http_sse_hub->sh->subscribers--;
+    ngx_http_sse_count_drop(slot->nsubs, 1);
+    ngx_http_sse_count_drop(ngx_http_sse_hub->sh->subscribers, 1);
 
     if (slot->nsubs == 0) {
         /* its cursor no longer holds the log */

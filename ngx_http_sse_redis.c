@@ -1536,8 +1536,14 @@ ngx_http_sse_redis_elect(void)
 
     pid = hub->sh->redis.reader;
 
-    if (pid == 0
-        || (pid != ngx_pid && kill(pid, 0) == -1 && ngx_errno == NGX_ESRCH))
+    /*
+     * free, or left by a dead worker: gone, its pid now another user's, or
+     * ours (we are not the reader, so a dead worker had our pid)
+     */
+
+    if (pid == 0 || pid == ngx_pid
+        || (kill(pid, 0) == -1
+            && (ngx_errno == NGX_ESRCH || ngx_errno == NGX_EPERM)))
     {
         hub->sh->redis.reader = ngx_pid;
         hub->sh->redis.up = 0;
