@@ -367,6 +367,7 @@ typedef struct {
     ngx_uint_t                      first;      /* the first piece */
     size_t                          max;        /* bytes, one event at least */
     ngx_http_sse_block_t           *block;      /* out, or NULL */
+    ngx_uint_t                      events;     /* out: in the block */
 } ngx_http_sse_replay_t;
 
 

@@ -1206,6 +1206,7 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
     ngx_http_sse_event_t  *ev, *bev;
 
     rp->block = NULL;
+    rp->events = 0;
     now = ngx_http_sse_hub_now();
 
     for (i = 0; i < n; i++) {
@@ -1286,6 +1287,7 @@ ngx_http_sse_hub_replay_locked(ngx_http_sse_channel_t **chans, ngx_uint_t n,
 
                 p = ngx_cpymem(p, bev->data, bev->len);
                 rp->last = bev->id;
+                rp->events++;
             }
 
             cur[best] = ngx_queue_next(cur[best]);

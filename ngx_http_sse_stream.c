@@ -56,6 +56,8 @@ struct ngx_http_sse_sub_s {
     ngx_event_t                     ev;         /* takeover, heartbeat */
     ngx_msec_t                      last_write;
     ngx_msec_t                      send_timeout;
+    ngx_msec_t                      start;
+    ngx_uint_t                      events;     /* sent, for the log */
     ngx_uint_t                      nlinks;
     ngx_http_sse_link_t            *links;
     ngx_http_sse_lchan_t          **lchans;
@@ -89,6 +91,8 @@ static void ngx_http_sse_takeover(ngx_event_t *ev);
 static ngx_int_t ngx_http_sse_takeover_test(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_takeover_retry(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_find_modules(ngx_cycle_t *cycle);
+static void ngx_http_sse_sub_log(ngx_http_sse_sub_t *sub, ngx_uint_t level,
+    const char *what);
 static void ngx_http_sse_sub_cleanup(void *data);
 static void ngx_http_sse_sub_free(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub);
@@ -314,6 +318,8 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_http_sse_sub_log(sub, NGX_LOG_INFO, "opened");
+
     rc = ngx_http_sse_stream_start(sub);
 
     if (rc != NGX_OK) {
@@ -497,6 +503,7 @@ ngx_http_sse_sub_create(ngx_http_request_t *r, ngx_uint_t n)
 
     sub->c = c;
     sub->r = r;
+    sub->start = ngx_current_msec;
     sub->slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
     sub->send_timeout = clcf->send_timeout;
     sub->nlinks = n;
@@ -651,6 +658,7 @@ ngx_http_sse_sub_replay(ngx_http_sse_sub_t *sub)
         }
 
         ngx_http_sse_block_release(rp.block);
+        sub->events += rp.events;
     }
 
     sub->replay_last = rp.last;
@@ -959,6 +967,57 @@ ngx_http_sse_takeover_retry(ngx_http_sse_sub_t *sub)
 }
 
 
+/*
+ * "sse: stream of "news,sport" opened" / "ended after 12.5s, 7 events",
+ * with the client's address from the connection's log context
+ */
+
+static void
+ngx_http_sse_sub_log(ngx_http_sse_sub_t *sub, ngx_uint_t level,
+    const char *what)
+{
+    u_char                  *p, *last;
+    ngx_msec_t               ms;
+    ngx_uint_t               i;
+    ngx_http_sse_channel_t  *ch;
+    u_char                   names[NGX_HTTP_SSE_MAX_CHANNELS
+                                   * (NGX_HTTP_SSE_MAX_NAME + 1)];
+
+    if (sub->c->log->log_level < level) {
+        return;
+    }
+
+    p = names;
+    last = names + sizeof(names);
+
+    if (sub->feed) {
+        p = ngx_cpymem(p, "status", sizeof("status") - 1);
+    }
+
+    for (i = 0; i < sub->nlinks && sub->lchans[i]; i++) {
+        ch = sub->lchans[i]->channel;
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        p = ngx_slprintf(p, last, "%V", &ch->sn.str);
+    }
+
+    if (sub->events == 0 && sub->start == ngx_current_msec) {
+        ngx_log_error(level, sub->c->log, 0, "sse: stream of \"%*s\" %s",
+                      p - names, names, what);
+        return;
+    }
+
+    ms = ngx_current_msec - sub->start;
+
+    ngx_log_error(level, sub->c->log, 0,
+                  "sse: stream of \"%*s\" %s after %M.%03Ms, %ui events",
+                  p - names, names, what, ms / 1000, ms % 1000, sub->events);
+}
+
+
 /* the request is freed: a taken-over subscriber lives on without it */
 
 static void
@@ -1024,6 +1083,8 @@ ngx_http_sse_sub_detach(ngx_http_sse_sub_t *sub)
     }
 
     sub->attached = 0;
+
+    ngx_http_sse_sub_log(sub, NGX_LOG_INFO, "ended");
 
     ngx_queue_remove(&sub->queue);
 
@@ -1342,6 +1403,7 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
                       "sse: closing a subscriber that owes %uz bytes, "
                       "over sse_max_pending", pending);
+        ngx_http_sse_sub_log(sub, NGX_LOG_WARN, "closed as too slow");
         ngx_http_sse_hub_count_slow();
         return NGX_DECLINED;
     }
@@ -1720,6 +1782,7 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
 
             } else {
                 count++;
+                sub->events++;
             }
 
             ngx_http_sse_sub_dirty(sub);
@@ -1750,6 +1813,7 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
 
                 } else {
                     count += lc->round_events;
+                    sub->events += lc->round_events;
                 }
             }
 
