@@ -435,7 +435,7 @@ ngx_http_sse_parse_channels(ngx_str_t *value, ngx_str_t *names, ngx_uint_t *n,
 }
 
 
-/* "text/event-stream", alone or with parameters */
+/* "text/event-stream", alone or with parameters (after optional spaces) */
 
 ngx_uint_t
 ngx_http_sse_is_event_stream(ngx_str_t *content_type)
@@ -448,7 +448,8 @@ ngx_http_sse_is_event_stream(ngx_str_t *content_type)
 
     return content_type->len >= len
            && ngx_strncasecmp(ct, (u_char *) "text/event-stream", len) == 0
-           && (content_type->len == len || ct[len] == ';' || ct[len] == ' ');
+           && (content_type->len == len
+               || ct[len] == ';' || ct[len] == ' ' || ct[len] == '\t');
 }
 
 
