@@ -37,6 +37,8 @@ static char *ngx_http_sse_msec_or_off(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sse_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_sse_redis_payload(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_sse_init_redis_conf(ngx_conf_t *cf,
     ngx_http_sse_main_conf_t *smcf);
 static ngx_int_t ngx_http_sse_init_process(ngx_cycle_t *cycle);
@@ -155,7 +157,7 @@ static ngx_command_t  ngx_http_sse_commands[] = {
 
     { ngx_string("sse_redis_payload"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_enum_slot,
+      ngx_http_sse_redis_payload,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_sse_main_conf_t, redis.payload),
       &ngx_http_sse_redis_payloads },
@@ -611,6 +613,35 @@ ngx_http_sse_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
 
     return ngx_http_sse_redis_parse_url(cf, &value[1], &smcf->redis);
+}
+
+
+/* an enum whose error names the directive and its values */
+
+static char *
+ngx_http_sse_redis_payload(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sse_main_conf_t *smcf = conf;
+
+    ngx_str_t        *value;
+    ngx_conf_enum_t  *e;
+
+    if (smcf->redis.payload != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (e = cmd->post; e->name.len; e++) {
+        if (e->name.len == value[1].len
+            && ngx_strcasecmp(e->name.data, value[1].data) == 0)
+        {
+            smcf->redis.payload = e->value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    return "must be \"data\" or \"event-stream\"";
 }
 
 

@@ -1157,8 +1157,9 @@ ngx_http_sse_redis_log_down(ngx_http_sse_redis_link_t *link, const char *err)
     level = link->silent ? NGX_LOG_WARN : NGX_LOG_ERR;
 
     ngx_log_error(level, rd->log, 0,
-                  "sse: redis at %V unavailable (%s link: %s), "
-                  "retrying", &rd->conf->host, link->name, err);
+                  "sse: redis at %V:%d unavailable (%s link: %s), "
+                  "retrying", &rd->conf->host, (int) rd->conf->port,
+                  link->name, err);
 }
 
 
@@ -1187,7 +1188,8 @@ ngx_http_sse_redis_log_up(ngx_http_sse_redis_link_t *link)
         rd->down_logged = 0;
 
         ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                      "sse: redis link up, %V", &rd->conf->host);
+                      "sse: redis link up, %V:%d", &rd->conf->host,
+                      (int) rd->conf->port);
     }
 }
 
