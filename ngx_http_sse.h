@@ -81,6 +81,7 @@ typedef struct {
     ngx_str_t                       log_key;    /* <prefix>log */
     ngx_str_t                       lease_key;  /* <prefix>ingress */
     ngx_str_t                       pattern;    /* <prefix>*, escaped */
+    ngx_str_t                       probe;      /* <prefix>#probe */
     ngx_uint_t                      payload;
     ngx_int_t                       log_max;
     ngx_msec_t                      timeout;

@@ -37,6 +37,12 @@
 #define NGX_HTTP_SSE_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_SSE_REDIS_BACKOFF_MAX  2000
 
+/*
+ * the PUBLISH subscriber proves itself with a probe message this often,
+ * and is made again when one does not come back within the next period
+ */
+#define NGX_HTTP_SSE_REDIS_PROBE        2000
+
 /* the clock offset to Redis is measured again this often */
 #define NGX_HTTP_SSE_REDIS_CLOCK_EVERY  60000
 
@@ -85,6 +91,8 @@ typedef struct {
     ngx_msec_t                      lease_at;   /* next lease try/renew */
     ngx_msec_t                      clock_at;   /* next clock measure */
     ngx_msec_t                      clock_sent;
+    ngx_msec_t                      probe_at;   /* the last probe sent */
+    ngx_uint_t                      probe_seen;
     int64_t                         offset;     /* Redis's clock - ours */
     ngx_http_sse_id_t               read_id;    /* last entry read */
     ngx_str_t                       token;      /* this worker's lease */
@@ -165,6 +173,7 @@ static ngx_int_t ngx_http_sse_redis_send_append(
     ngx_http_sse_redis_entry_t *e, ngx_uint_t n, uint64_t deadline,
     ngx_str_t *token, ngx_http_sse_redis_op_t *op, ngx_pool_t *pool);
 static void ngx_http_sse_redis_release(void);
+static void ngx_http_sse_redis_probe(void);
 
 
 /*
@@ -387,17 +396,22 @@ ngx_http_sse_redis_init_conf(ngx_conf_t *cf, ngx_http_sse_redis_conf_t *rcf)
     rcf->lease_key.len = rcf->prefix.len + sizeof("ingress") - 1;
     rcf->lease_key.data = ngx_pnalloc(cf->pool, rcf->lease_key.len);
 
+    /* '#' is in no channel name: the probe is never taken for an event */
+    rcf->probe.len = rcf->prefix.len + sizeof("#probe") - 1;
+    rcf->probe.data = ngx_pnalloc(cf->pool, rcf->probe.len);
+
     /* the prefix's own glob characters are escaped in the pattern */
     rcf->pattern.data = ngx_pnalloc(cf->pool, 2 * rcf->prefix.len + 1);
 
     if (rcf->log_key.data == NULL || rcf->lease_key.data == NULL
-        || rcf->pattern.data == NULL)
+        || rcf->pattern.data == NULL || rcf->probe.data == NULL)
     {
         return NGX_CONF_ERROR;
     }
 
     ngx_sprintf(rcf->log_key.data, "%Vlog", &rcf->prefix);
     ngx_sprintf(rcf->lease_key.data, "%Vingress", &rcf->prefix);
+    ngx_sprintf(rcf->probe.data, "%V#probe", &rcf->prefix);
 
     p = rcf->pattern.data;
 
@@ -1509,6 +1523,8 @@ ngx_http_sse_redis_tick_handler(ngx_event_t *ev)
         ngx_http_sse_redis_lease();
     }
 
+    ngx_http_sse_redis_probe();
+
     ngx_http_sse_redis_clock();
 
     ngx_add_timer(ev, NGX_HTTP_SSE_REDIS_TICK);
@@ -1993,10 +2009,56 @@ ngx_http_sse_redis_lease_lost(void)
 }
 
 
+/*
+ * A subscription can die silently (a failover, a proxy in between) while
+ * the link looks up: the holder publishes a probe on the command link and
+ * expects it back on the subscriber's; when it does not come back, the
+ * subscriber is made again.
+ */
+
+static void
+ngx_http_sse_redis_probe(void)
+{
+    ngx_str_t              argv[3];
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (!rd->is_ingress || rd->sub.state != NGX_HTTP_SSE_REDIS_READY
+        || rd->cmd.state != NGX_HTTP_SSE_REDIS_READY
+        || ngx_current_msec - rd->probe_at < NGX_HTTP_SSE_REDIS_PROBE)
+    {
+        return;
+    }
+
+    if (rd->probe_at && !rd->probe_seen) {
+        ngx_http_sse_redis_close(&rd->sub,
+                                 "the PUBLISH probe did not come back");
+        return;
+    }
+
+    ngx_str_set(&argv[0], "PUBLISH");
+    argv[1] = rd->conf->probe;
+    argv[2] = rd->token;
+
+    if (ngx_http_sse_redis_command(&rd->cmd, ngx_http_sse_redis_any_reply,
+                                   NULL, 3, argv)
+        == NGX_OK)
+    {
+        rd->probe_at = ngx_current_msec;
+        rd->probe_seen = 0;
+    }
+}
+
+
 static void
 ngx_http_sse_redis_sub_ready(ngx_http_sse_redis_link_t *link)
 {
     ngx_str_t  argv[2];
+
+    /* the first probe goes a period from now */
+    ngx_http_sse_redis.probe_at = ngx_current_msec;
+    ngx_http_sse_redis.probe_seen = 1;
 
     ngx_str_set(&argv[0], "PSUBSCRIBE");
     argv[1] = ngx_http_sse_redis.conf->pattern;
@@ -2031,6 +2093,14 @@ ngx_http_sse_redis_message(redisAsyncContext *ac, void *r, void *privdata)
         || reply->element[2]->type != REDIS_REPLY_STRING
         || reply->element[3]->type != REDIS_REPLY_STRING)
     {
+        return;
+    }
+
+    if (reply->element[2]->len == rd->conf->probe.len
+        && ngx_strncmp(reply->element[2]->str, rd->conf->probe.data,
+                       rd->conf->probe.len) == 0)
+    {
+        rd->probe_seen = 1;
         return;
     }
 
