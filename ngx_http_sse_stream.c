@@ -121,6 +121,10 @@ static void ngx_http_sse_sub_dirty(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_later(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_writer_post(ngx_event_t *ev);
 static void ngx_http_sse_writer_handler(ngx_event_t *ev);
+#if (NGX_HTTP_V2)
+static void ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub);
+static void ngx_http_sse_h2_flush(void);
+#endif
 static void ngx_http_sse_end_all(void);
 
 
@@ -165,6 +169,24 @@ static ngx_queue_t          ngx_http_sse_later;   /* the next writer pass */
 static ngx_http_sse_out_t  *ngx_http_sse_free_outs;
 static ngx_uint_t           ngx_http_sse_nfree_outs;
 static ngx_event_t          ngx_http_sse_writer;
+
+
+#if (NGX_HTTP_V2)
+
+/*
+ * The HTTP/2 connections a writer pass holds back: their streams' frames
+ * are queued, and each connection is written once, after the pass.
+ */
+
+typedef struct {
+    ngx_connection_t               *c;
+    ngx_atomic_uint_t               number;     /* still that connection */
+} ngx_http_sse_held_t;
+
+static ngx_http_sse_held_t  ngx_http_sse_h2_held[NGX_HTTP_SSE_WRITE_SLICE];
+static ngx_uint_t           ngx_http_sse_h2_nheld;
+
+#endif
 
 
 ngx_int_t
@@ -1895,8 +1917,16 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
         sub = ngx_queue_data(q, ngx_http_sse_sub_t, dirty);
         sub->is_dirty = 0;
 
+#if (NGX_HTTP_V2)
+        ngx_http_sse_h2_hold(sub);
+#endif
+
         ngx_http_sse_sub_write_run(sub, NGX_OK);
     }
+
+#if (NGX_HTTP_V2)
+    ngx_http_sse_h2_flush();
+#endif
 
     if (!ngx_queue_empty(&ngx_http_sse_dirty)
         || !ngx_queue_empty(&ngx_http_sse_later))
@@ -1904,6 +1934,80 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
         ngx_http_sse_writer_post(ev);
     }
 }
+
+
+#if (NGX_HTTP_V2)
+
+/*
+ * The stream's HTTP/2 connection is held back for the rest of the pass:
+ * with its write event not ready, nginx queues the stream's DATA frames
+ * (ngx_http_v2_send_output_queue() waits for a ready connection) instead of
+ * writing them, one write and one TLS record per stream.
+ */
+
+static void
+ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub)
+{
+    ngx_uint_t                 i;
+    ngx_connection_t          *c;
+    ngx_http_sse_held_t       *h;
+
+    if (sub->taken_over || sub->r == NULL || sub->r->stream == NULL) {
+        return;
+    }
+
+    c = sub->r->stream->connection->connection;
+
+    for (i = 0; i < ngx_http_sse_h2_nheld; i++) {
+        if (ngx_http_sse_h2_held[i].c == c) {
+            return;
+        }
+    }
+
+    if (!c->write->ready || c->error
+        || ngx_http_sse_h2_nheld == NGX_HTTP_SSE_WRITE_SLICE)
+    {
+        return;
+    }
+
+    h = &ngx_http_sse_h2_held[ngx_http_sse_h2_nheld++];
+    h->c = c;
+    h->number = c->number;
+
+    c->write->ready = 0;
+}
+
+
+/*
+ * After the pass: each held connection is written once, all its streams'
+ * frames in one send_chain, as its own write handler does when the socket
+ * becomes writable; the streams then hear that their frames went out.
+ */
+
+static void
+ngx_http_sse_h2_flush(void)
+{
+    ngx_uint_t         i;
+    ngx_connection_t  *c;
+
+    for (i = 0; i < ngx_http_sse_h2_nheld; i++) {
+        c = ngx_http_sse_h2_held[i].c;
+
+        if (c->fd == (ngx_socket_t) -1
+            || c->number != ngx_http_sse_h2_held[i].number)
+        {
+            /* closed during the pass */
+            continue;
+        }
+
+        c->write->ready = 1;
+        c->write->handler(c->write);
+    }
+
+    ngx_http_sse_h2_nheld = 0;
+}
+
+#endif
 
 
 /* the writer runs again after the network has been looked at */
