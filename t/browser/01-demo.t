@@ -14,7 +14,6 @@ use lib "$FindBin::Bin/../lib", "$FindBin::Bin/lib";
 use SSETest;
 use Browser;
 use Example;
-use File::Path qw(make_path);
 use Time::HiRes qw(time sleep);
 
 my @problems = Browser::problems();
@@ -27,15 +26,7 @@ ok(system('curl --version >/dev/null 2>&1') == 0, 'curl is installed') or do { d
 
 my $repo = repo_dir();
 my $port = SSETest::_free_port();
-my $ex = Example->new('demo.conf', fill => sub {
-    my ($dir) = @_;
-    # the page copied out of the clone, as make run does
-    make_path("$dir/html", "$dir/tmp");
-    system('cp', '-R', "$repo/conf-examples/demo/.", "$dir/html") == 0 or die "cp: $?";
-    system('chmod', '-R', 'a+rX', "$dir/html", "$dir/tmp") == 0 or die "chmod: $?";
-    return { '@MODULE@' => Example::module_path(), '@DIR@/logs/error.log' => "$dir/error.log",
-             '@DIR@' => $dir, '@HTML@' => "$dir/html", '@TMP@' => "$dir/tmp", '@PORT@' => $port };
-});
+my $ex = Example->demo($port);
 my $t = $ex->config_test;
 ok($t->{ok}, 'demo.conf passes nginx -t') or diag($t->{output});
 my $srv = $ex->start;

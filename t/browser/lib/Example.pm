@@ -65,6 +65,23 @@ sub new {
     return $self;
 }
 
+# conf-examples/demo.conf as make run fills it in, with the page copied
+# into the temp folder as make run copies it out of the clone
+sub demo {
+    my ($class, $port) = @_;
+    my $repo = SSETest::repo_dir();
+    return $class->new('demo.conf', fill => sub {
+        my ($dir) = @_;
+        mkdir "$dir/html";
+        mkdir "$dir/tmp";
+        system('cp', '-R', "$repo/conf-examples/demo/.", "$dir/html") == 0 or die "cp: $?";
+        system('chmod', '-R', 'a+rX', "$dir/html", "$dir/tmp") == 0 or die "chmod: $?";
+        return { '@MODULE@' => module_path(), '@DIR@/logs/error.log' => "$dir/error.log",
+                 '@DIR@' => $dir, '@HTML@' => "$dir/html", '@TMP@' => "$dir/tmp",
+                 '@PORT@' => $port };
+    });
+}
+
 sub module_path {
     return File::Spec->rel2abs($ENV{SSE_MODULE}
         || SSETest::repo_dir() . '/build/modules/ngx_http_sse_module.so');

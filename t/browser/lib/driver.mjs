@@ -13,7 +13,7 @@
 //   wait {js, timeout}    poll the expression until it is truthy; its value
 //   fill {selector, value}, click {selector}, press {selector, key}
 //   screenshot {path}     PNG of the page
-//   responses             [{url, status}] of every response the page got
+//   responses             [{url, status, headers}] of every response the page got
 //   clear_cookies         forget the context's cookies
 //   quit                  close the browser and exit
 //
@@ -69,7 +69,7 @@ page.on('console', (m) => out({ event: 'console', type: m.type(), text: m.text()
 page.on('pageerror', (e) => out({ event: 'pageerror', text: String(e && e.message || e) }));
 page.on('requestfailed', (r) => out({ event: 'requestfailed', url: r.url(),
                                       error: (r.failure() || {}).errorText }));
-page.on('response', (r) => responses.push({ url: r.url(), status: r.status() }));
+page.on('response', (r) => responses.push({ url: r.url(), status: r.status(), headers: r.headers() }));
 
 const commands = {
     goto: async (c) => { const r = await page.goto(c.url, { waitUntil: 'load' });
