@@ -74,8 +74,10 @@ sub try_make_run {
         . "tar -C '$clone' -xf -");
     is($rc, 0, "$who: copy the tree into $clone") or diag($out);
     ($rc, $out) = run_in($clone, $as_nobody, 'mkdir', '-p', 'build/modules');
-    ($rc, $out) = run_in($clone, $as_nobody, 'cp', $so, 'build/modules/ngx_http_sse_module.so');
+    # copied as root: the repo itself may be in a private folder
+    ($rc, $out) = run_in($clone, 0, 'cp', $so, 'build/modules/ngx_http_sse_module.so');
     is($rc, 0, "$who: the built module is in the clone") or diag($out);
+    chown $nobody_uid, $nobody_gid, "$clone/build/modules/ngx_http_sse_module.so" if $as_nobody;
 
     # the premise: nginx's default worker user cannot read the clone
     my ($r_rc) = run_in('/', 1, 'test', '-r', "$clone/conf-examples/demo/index.html");

@@ -15,6 +15,7 @@ use lib "$FindBin::Bin/lib", "$FindBin::Bin/browser/lib";
 use SSETest;
 use Example;
 use IO::Socket::INET;
+use MIME::Base64 ();
 
 my $p = SSETest::_free_port();
 my $p2 = SSETest::_free_port();
@@ -158,4 +159,3 @@ EOS
 
 done_testing;
 
-use MIME::Base64 ();
