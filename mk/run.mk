@@ -45,7 +45,8 @@ run: deps build
 	       -e "s|@TMP@|$$www/tmp|g" \
 	       -e 's|@PORT@|$(RUN_PORT)|g' \
 	       conf-examples/demo.conf > $(RUN_DIR)/nginx.conf
-	@$(NGINX_BIN) -p $(RUN_DIR) -c $(RUN_DIR)/nginx.conf -t -q || exit 1
+	@$(NGINX_BIN) -p $(RUN_DIR) -c $(RUN_DIR)/nginx.conf -t -q || { \
+	    $(MAKE) --no-print-directory stop >/dev/null; exit 1; }
 	@$(NGINX_BIN) -p $(RUN_DIR) -c $(RUN_DIR)/nginx.conf || { \
 	    echo "nginx did not start (is port $(RUN_PORT) taken? make run RUN_PORT=8081); see $(RUN_DIR)/logs/error.log" >&2; \
 	    $(MAKE) --no-print-directory stop >/dev/null; exit 1; }
