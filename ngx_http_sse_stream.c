@@ -110,6 +110,9 @@ static size_t ngx_http_sse_replay_piece(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_sub_write_run(ngx_http_sse_sub_t *sub,
     ngx_int_t rc);
 static void ngx_http_sse_sub_close(ngx_http_sse_sub_t *sub);
+#if (NGX_SSL)
+static void ngx_http_sse_ssl_buf_free(ngx_connection_t *c);
+#endif
 static void ngx_http_sse_sub_end(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_write_handler(ngx_http_request_t *r);
 static void ngx_http_sse_conn_write_handler(ngx_event_t *wev);
@@ -888,6 +891,10 @@ ngx_http_sse_takeover(ngx_event_t *ev)
 
     c->log->action = "streaming events";
 
+#if (NGX_SSL)
+    ngx_http_sse_ssl_buf_free(c);
+#endif
+
     c->read->handler = ngx_http_sse_conn_read_handler;
     c->write->handler = ngx_http_sse_conn_write_handler;
 
@@ -1409,6 +1416,10 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
             }
         }
 
+#if (NGX_SSL)
+        ngx_http_sse_ssl_buf_free(c);
+#endif
+
     } else {
         rc = ngx_http_output_filter(sub->r, in);
     }
@@ -1474,6 +1485,33 @@ ngx_http_sse_sub_flush(ngx_http_sse_sub_t *sub)
 
     return NGX_OK;
 }
+
+
+#if (NGX_SSL)
+
+/*
+ * ngx_ssl_send_chain() gathers the bufs of one write into TLS records in a
+ * buffer of ssl_buffer_size (16k) it keeps on the connection: an idle
+ * stream gives it back, and the next write takes a new one.
+ */
+
+static void
+ngx_http_sse_ssl_buf_free(ngx_connection_t *c)
+{
+    ngx_buf_t  *b;
+
+    if (c->ssl == NULL || c->ssl->buf == NULL || c->buffered) {
+        return;
+    }
+
+    b = c->ssl->buf;
+
+    if (b->pos == b->last && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        c->ssl->buf = NULL;
+    }
+}
+
+#endif
 
 
 /* writes what is queued; may free the subscriber */
