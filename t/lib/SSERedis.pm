@@ -34,7 +34,8 @@ use Exporter 'import';
 use SSETest ();
 
 our @EXPORT = qw(start_node node_ready wait_redis redis_state ingress_nodes kill_node
-                 prometheus log_lines warmup_channel close_inherited_fds);
+                 prometheus log_lines warmup_channel close_inherited_fds
+                 ev_sig same_events first_diff entries_as_events);
 
 our $REDIS_BIN = $ENV{REDIS_BIN} || '/usr/bin/redis-server';
 our %LIVE;          # pid => object (redis servers and fakes not yet stopped)
@@ -55,6 +56,13 @@ END {
         $? = $rc;
     }
 }
+
+# a test killed (timeout, ^C) or whose output pipe is gone (prove | head)
+# still runs END, so its redis-servers, fakes and nginx are stopped
+for my $sig (qw(INT TERM HUP)) {
+    $SIG{$sig} = sub { exit 128 } unless $SIG{$sig};
+}
+$SIG{PIPE} = 'IGNORE' unless $SIG{PIPE};
 
 sub _free_port { return SSETest::_free_port() }
 
@@ -334,18 +342,20 @@ sub wait_redis {
     return SSETest::wait_until(sub { redis_state($srv) eq $state }, $timeout // 10, 0.05);
 }
 
-# the node's link is up, every worker has answered a warm-up POST with 201
-# (on the channel _warmup), and the node serves its last warm-up id back
-# from its zone (it reads the log)
+# node_ready($srv, $timeout, pub => '/pub/'): the node's link is up, every
+# worker has answered a warm-up POST with 201 (on the channel _warmup, at
+# <pub>_warmup), and the node serves its last warm-up id back from its zone
+# (it reads the log)
 sub node_ready {
-    my ($srv, $timeout) = @_;
+    my ($srv, $timeout, %o) = @_;
+    my $pub = $o{pub} // '/pub/';
     my $deadline = time() + ($timeout // 15);
     return 0 unless wait_redis($srv, 'up', $timeout // 15);
     my %need = map { $_ => 1 } $srv->worker_pids;
     my %ok;
     my $last;
     while (time() < $deadline) {
-        for my $res ($srv->http_parallel(4, 'POST', "/pub/$WARMUP",
+        for my $res ($srv->http_parallel(4, 'POST', "$pub$WARMUP",
                          headers => { 'Content-Type' => 'text/plain' }, body => 'warm-up')) {
             next unless $res->{status} == 201 && ref $res->{json} eq 'HASH';
             $ok{ $res->{worker} // '?' } = 1;
@@ -358,7 +368,7 @@ sub node_ready {
     }
     return 0 if grep { !$ok{$_} } keys %need;
     return SSETest::wait_until(sub {
-        my $g = $srv->http('GET', "/pub/$WARMUP");
+        my $g = $srv->http('GET', "$pub$WARMUP");
         return $g->{status} == 200 && ref $g->{json} eq 'HASH'
             && ($g->{json}{id} // '') eq $last;
     }, $deadline - time() > 1 ? $deadline - time() : 1, 0.05) ? 1 : 0;
@@ -392,6 +402,44 @@ sub prometheus {
         elsif ($l =~ /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? (\S+)/) { $p{values}{$1} = $2 }
     }
     return \%p;
+}
+
+# ----------------------------------------------------------------------
+# comparing events: {id, event, data} as read_events gives them
+
+sub ev_sig {
+    my ($e) = @_;
+    my $d = $e->{data} // '(no data)';
+    $d =~ s/\n/\\n/g;
+    return join '|', $e->{id} // '(no id)', $e->{event} // 'message', $d;
+}
+
+# the first difference of two lists of events, for a failure message
+sub first_diff {
+    my ($got, $want) = @_;
+    my $n = @$got > @$want ? @$got : @$want;
+    for my $i (0 .. $n - 1) {
+        my $g = $i < @$got ? ev_sig($got->[$i]) : '(nothing)';
+        my $w = $i < @$want ? ev_sig($want->[$i]) : '(nothing)';
+        return "first difference at #$i: got [$g], expected [$w] (got " . @$got
+            . ' events, expected ' . @$want . ')' if $g ne $w;
+    }
+    return 'the same events';
+}
+
+# same_events(\@got, \@want, $name): one test, the first difference shown
+sub same_events {
+    my ($got, $want, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $ok = join("\0", map { ev_sig($_) } @$got) eq join("\0", map { ev_sig($_) } @$want);
+    Test::More::ok($ok, $name) or Test::More::diag(first_diff($got, $want));
+    return $ok;
+}
+
+# log entries (xrange_all) as the events a subscriber should see
+sub entries_as_events {
+    return map { { id => $_->{id}, event => $_->{fields}{event} // 'message',
+                   data => $_->{fields}{data}, channel => $_->{fields}{channel} } } @_;
 }
 
 # the lines of an error.log text at these levels (e.g. qw(error crit alert emerg))
@@ -607,6 +655,10 @@ sub start {
     if (!$pid) {
         $SIG{$_} = 'DEFAULT' for qw(TERM INT);
         SSERedis::close_inherited_fds(fileno $l);
+        # nor the test's stdout (a pipe to prove, or to a qx{} that would wait for it)
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>>', "$dir/log";
         my $ok = eval { $self->_serve($l); 1 };
         if (!$ok && open my $fh, '>>', "$dir/log") { print $fh "died $@" }
         POSIX::_exit(0);
