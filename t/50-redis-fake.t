@@ -80,7 +80,9 @@ for my $mode (qw(garbage silent close_mid_reply)) {
     ok($s->wait_for(qr/: heartbeat\n\n/, 3), "$mode: and gets heartbeats");
     $t0 = time();
     my $g = $N->http('GET', '/pub/local');
-    is($g->{status}, 404, "$mode: GET on the publish location answers from the zone (404, no events)");
+    is($g->{status} . ' ' . ($g->{json}{events} // '-') . ' ' . ($g->{json}{subscribers} // '-'), '200 0 1',
+       "$mode: GET on the publish location answers from the zone (the stream's channel: 0 events, 1 subscriber)");
+    is($N->http('GET', '/pub/nobody')->{status}, 404, "$mode: and 404 for a channel with neither");
     ok(time() - $t0 < 1.5, sprintf("$mode: ... at once (%.2fs)", time() - $t0));
 
     for my $i (1 .. 2) {
