@@ -82,6 +82,28 @@ sub post_ok {
     all_get([$e], 'the event after the pause, and nothing of the paused ones');
 }
 
+# A pause longer than sse_redis_timeout (500ms) but shorter than the time the
+# module keeps a silent link (timeout + 1 s): the script call is still
+# queued in Redis when the pause ends and runs then, after its deadline on
+# Redis's clock, so it must append nothing (the 3 s pause above may be
+# settled by the link being dropped instead).
+{
+    my $len = $r->xlen('sse:log');
+    is($r->cmd('CLIENT', 'PAUSE', 1000, 'WRITE'), 'OK', 'CLIENT PAUSE 1000 WRITE');
+    my $t0 = time();
+    my $res = $A->publish('/pub/news', 'during the short pause');
+    my $dt = time() - $t0;
+    check_json_error($res, 503, 'POST during a 1 s pause');
+    ok($dt < 1, sprintf('answered in %.2fs, before the pause ended', $dt));
+    sleep($t0 + 3 - time()) if $t0 + 3 > time();
+    my @in_log = grep { ($_->{fields}{data} // '') eq 'during the short pause' } $r->xrange_all('sse:log');
+    is(scalar @in_log, 0, 'the script ran after the pause, past its deadline: it appended nothing');
+    is($r->xlen('sse:log') - $len, 0, 'the log did not grow');
+    my @got = map { my $n = $_; map { "$name{$n}: $_->{data}" } $sub{$n}->read_events(timeout => 0) } @nodes;
+    is(join('; ', @got), '', 'no subscriber got it');
+    ok(node_ready($_, 10), "$name{$_}: publishing works after the short pause") for $A, $B;
+}
+
 # ---------------------------------------------------------------- one node cut off
 {
     my $hb0 = scalar(my @c = $sub{$C}->comments);

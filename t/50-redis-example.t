@@ -72,6 +72,7 @@ my $n2 = start_node_file(2);
 for my $n ([1, $n1], [2, $n2]) {
     ok(node_ready($n->[1], 15, pub => '/publish/'), "node $n->[0]: \"redis\":\"up\", POST accepted, delivered from the log");
 }
+ok(wait_until(sub { ingress_nodes($n1, $n2) == 1 }, 8), 'one of the two nodes holds the PUBLISH lease');
 my $s = $n2->sse_connect('/events/news');
 is($s->status, 200, 'a subscriber on node 2');
 my $res = $n1->publish('/publish/news', 'hello from node 1');

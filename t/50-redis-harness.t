@@ -172,6 +172,19 @@ $r->start;
     ok(refused($f->port), 'proxy cut: connections refused');
     ok($f->restore, 'proxy: restore');
     is(SSERedis::Client->new(port => $f->port)->cmd('PING'), 'PONG', 'proxy restored: relays again');
+    my $old = SSERedis::Client->new(port => $f->port);
+    is($old->cmd('PING'), 'PONG', 'proxy: a connection made before hang');
+    ok($f->hang, 'proxy: hang');
+    $old->send('PING');
+    is(scalar(my @a = $old->poll_reply(1)), 0, 'proxy hung: an open connection gets no answer');
+    ok(!$old->dead, 'proxy hung: and stays open');
+    my $new = SSERedis::Client->new(port => $f->port);
+    $new->send('PING');
+    is(scalar(my @b = $new->poll_reply(1)), 0, 'proxy hung: a new connection is accepted, no answer');
+    ok($f->restore, 'proxy: restore after hang');
+    is(SSERedis::Client->new(port => $f->port)->cmd('PING'), 'PONG', 'proxy restored after hang: new connections relayed');
+    $old->send('PING');
+    is(scalar(my @c = $old->poll_reply(1)), 0, 'proxy restored after hang: the hung connection stays hung');
     $f->stop;
 }
 

@@ -13,6 +13,7 @@ package SSERedis;
 #   my $f = SSERedis::Fake->start(mode => 'loading', loading_for => 3, backend_port => $r->port);
 #   my $p = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port);
 #   $p->cut; $p->restore;                   # the link through the proxy goes away / comes back
+#   $p->hang; $p->restore;                  # nothing gets through (connections stay open) / back
 #
 #   my $A = start_node(redis => $r, name => 'A', http => 'sse_history 1000;');
 #   wait_redis($A, 'down', 5);  kill_node($A);  my $s = SSERedis::Sub->new($A, '/events/x');
@@ -629,7 +630,10 @@ package SSERedis::Fake;
 #                    redis on backend_port (connections made earlier too)
 #   proxy            relays bytes to backend_port; cut() closes every
 #                    connection and the listening socket (connect refused),
-#                    restore() listens again on the same port
+#                    hang() keeps every connection open but lets nothing
+#                    through either way, old or new (a black hole);
+#                    restore() listens again / relays new connections (the
+#                    hung ones stay hung: what they sent is lost)
 # The fake logs "accept" and "cmd <NAME>" lines (commands() / accepts()).
 
 use strict;
@@ -698,6 +702,7 @@ sub _signal_and_wait {
 }
 
 sub cut     { $_[0]->_signal_and_wait('USR1', 'cut') }
+sub hang    { $_[0]->_signal_and_wait('WINCH', 'hang') }
 sub restore { $_[0]->_signal_and_wait('USR2', 'running') }
 
 sub alive {
@@ -772,8 +777,9 @@ sub _serve {
         close $fh;
         rename "$dir/state.tmp", "$dir/state";
     };
-    my ($want_cut, $want_restore) = (0, 0);
+    my ($want_cut, $want_restore, $want_hang, $hanging) = (0, 0, 0, 0);
     $SIG{USR1} = sub { $want_cut = 1 };
+    $SIG{WINCH} = sub { $want_hang = 1 };
     $SIG{USR2} = sub { $want_restore = 1 };
     $SIG{PIPE} = 'IGNORE';
     my $loading_until = $self->{t0} + ($self->{loading_for} // 0);
@@ -823,8 +829,16 @@ sub _serve {
             print $log "cut\n";
             $state->('cut');
         }
+        if ($want_hang) {
+            $want_hang = 0;
+            $hanging = 1;
+            $_->{hung} = 1 for values %c;
+            print $log "hang\n";
+            $state->('hang');
+        }
         if ($want_restore) {
             $want_restore = 0;
+            $hanging = 0;
             my $deadline = time() + 10;
             until ($listener || time() > $deadline) {
                 $listener = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $self->{port},
@@ -840,7 +854,7 @@ sub _serve {
             if ($listener && $s == $listener) {
                 my $a = $listener->accept or next;
                 binmode $a;
-                $c{ fileno $a } = { sock => $a, kind => 'client', buf => '', shadow => '' };
+                $c{ fileno $a } = { sock => $a, kind => 'client', buf => '', shadow => '', hung => $hanging };
                 print $log "accept\n";
                 next;
             }
@@ -850,6 +864,7 @@ sub _serve {
             my $n = sysread($s, my $data, 262144);
             if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; $close->($fn); next }
             if ($n == 0) { $close->($fn); next }
+            if ($e->{hung}) { print $log "swallowed\n"; next }
             if ($e->{kind} eq 'backend') {
                 my $p = $c{ $e->{peer} };
                 $write->($p, $data) or $close->($fn) if $p;
