@@ -36,7 +36,7 @@ our @EXPORT = qw(
     start_nginx http http_parallel publish status sse_connect sse_connect_many
     json_decode json_encode parse_id id_cmp ids_strictly_increasing
     url_encode check_json_error wait_until now_ms repo_dir
-    nginx_config_test sse_frame keepalive_conn
+    nginx_config_test sse_frame keepalive_conn keepalive_http
 );
 
 our $CURRENT;           # last started server
@@ -452,7 +452,7 @@ sub _http_send {
 }
 
 sub _http_read {
-    my ($sock, $method, $timeout) = @_;
+    my ($sock, $method, $timeout, $keep) = @_;    # $keep: leave $sock open
     my $deadline = time() + $timeout;
     my $sel = IO::Select->new($sock);
     my $buf = '';
@@ -490,7 +490,7 @@ sub _http_read {
             }
         }
     }
-    close $sock;
+    close $sock unless $keep;
     my $he = index($buf, "\r\n\r\n");
     if ($he < 0) {
         return { status => 0, error => $err // 'no response head',
@@ -566,6 +566,30 @@ sub keepalive_conn {
         return undef unless $n;
     }
     return undef;
+}
+
+# keepalive_http([$srv,] $conn, $method, $path, %opts): a request sent on the
+# kept-alive connection $conn (from keepalive_conn), so it is answered by
+# the worker that answered the first ($conn->{worker}); the connection is
+# left open for the next one.  %opts and the answer as for http() (the
+# answer must carry a Content-Length or be chunked).  A body is given with
+# body => ..., and publish()'s content_type/type with those names.
+sub keepalive_http {
+    my ($srv, $conn, $method, $path, %o) = _srv_args(@_);
+    my $timeout = $o{timeout} // $DEFAULT_TIMEOUT;
+    my %h = %{ $o{headers} || {} };
+    if (defined $o{body} || $method eq 'POST' || $method eq 'PUT') {
+        $h{'Content-Type'} = $o{content_type} if defined $o{content_type};
+        $h{'Content-Type'} //= 'text/plain';
+    }
+    if (defined $o{type}) {
+        $path .= ($path =~ /\?/ ? '&' : '?') . 'event=' . url_encode($o{type});
+    }
+    my $sock = $conn->{sock}
+        or return { status => 0, error => 'no connection', headers => {}, body => '' };
+    _write_all($sock, _build_request($method, $path, %o, headers => \%h), $timeout)
+        or return { status => 0, error => "write failed: $!", headers => {}, body => '' };
+    return _http_read($sock, $method, $timeout, 1);
 }
 
 sub status {
@@ -825,6 +849,7 @@ sub status           { SSETest::status(@_) }
 sub sse_connect      { SSETest::sse_connect(@_) }
 sub sse_connect_many { SSETest::sse_connect_many(@_) }
 sub keepalive_conn   { SSETest::keepalive_conn(@_) }
+sub keepalive_http   { SSETest::keepalive_http(@_) }
 
 sub error_log { SSETest::_slurp("$_[0]{dir}/error.log") // '' }
 
@@ -1162,8 +1187,11 @@ sub _read_sock {
     my $sel = IO::Select->new($self->{sock});
     return 0 unless $sel->can_read($timeout > 0 ? $timeout : 0);
     my $total = 0;
+    # read_max => bytes (a sse_connect option): one read of at most that
+    # many bytes a call, as a client that reads slowly (the head included)
+    my $max = $self->{opts}{read_max};
     while (1) {
-        my $n = sysread($self->{sock}, my $b, 262144);
+        my $n = sysread($self->{sock}, my $b, $max || 262144);
         if (!defined $n) {
             next if $!{EINTR};
             $self->{eof} = 1;
@@ -1173,6 +1201,7 @@ sub _read_sock {
         if ($n == 0) { $self->{eof} = 1; $self->{eof_time} = time(); last }
         $total += $n;
         $self->{rbuf} .= $b;
+        last if $max;
         last unless $sel->can_read(0);
         last if $total > 4 * 1024 * 1024;
     }
