@@ -55,7 +55,7 @@ export NGINX_BIN
 # deps must finish before build starts, even under make -j (nginx's own
 # make, below, still runs in parallel when -j is given)
 .NOTPARALLEL:
-.PHONY: build deps test test-valgrind run stop bench clean FORCE
+.PHONY: build deps test test-valgrind test-valgrind-ci run stop bench clean FORCE
 
 build: $(SO)
 
@@ -176,9 +176,25 @@ test: deps build
 # part of make test): fails on any invalid access or definite leak with a
 # ngx_http_sse_ frame.  The load and npm tests are left out; a small
 # freelist keeps t/14-memory's RSS figures meaningful.
+VALGRIND_ENV := SSE_VALGRIND=1 \
+    SSE_VALGRIND_OPTS='--freelist-vol=100000 --freelist-big-blocks=100000'
+
+# not under valgrind: the load, npm, fuzzer, package and browser tests
+VALGRIND_SKIP := t/40-bench.t t/eventsource.t t/90-fuzz.t t/80-deb.t \
+                 t/62-sub-memory.t t/85-make-run.t
+
 test-valgrind: deps build
-	SSE_VALGRIND=1 SSE_VALGRIND_OPTS='--freelist-vol=100000 --freelist-big-blocks=100000' \
-	    prove $(filter-out t/40-bench.t t/eventsource.t,$(wildcard t/*.t))
+	$(VALGRIND_ENV) prove $(filter-out $(VALGRIND_SKIP),$(wildcard t/*.t))
+
+# what CI runs under valgrind besides make test: the files whose paths
+# allocate and free (replay pieces, blocks, takeover, several channels,
+# error pages, the stats stream, Redis's links and entries)
+VALGRIND_CI := t/05-resume.t t/06-multichannel.t t/10-channel-admin.t \
+               t/13-disconnect.t t/15-status.t t/64-replay-bounded.t \
+               t/66-multichannel-stop.t t/71-error-pages.t t/50-redis-log.t
+
+test-valgrind-ci: deps build
+	$(VALGRIND_ENV) prove $(VALGRIND_CI)
 
 # --------------------------------------------------------------- bench
 
