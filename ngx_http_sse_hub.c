@@ -321,12 +321,13 @@ ngx_http_sse_slot_release_locked(ngx_http_sse_slot_t *slot)
         wc = ngx_queue_data(q, ngx_http_sse_wchan_t, slot_q);
 
         ngx_http_sse_count_drop(wc->channel->nsubs, wc->nsubs);
-        ngx_http_sse_count_drop(sh->subscribers, wc->nsubs);
         wc->nsubs = 0;
 
         ngx_http_sse_hub_wchan_free_locked(wc);
     }
 
+    /* a stream of several channels is one subscriber, in several wchans */
+    ngx_http_sse_count_drop(sh->subscribers, slot->nsubs);
     slot->nsubs = 0;
     slot->pid = 0;
 
