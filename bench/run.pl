@@ -790,6 +790,12 @@ sub table_redis {
             [$key, "$what: … redis-server (µs)", $server->($p->{nodes}), \&fmt_num, undef, 1],
         );
     };
+    my $post_rows = sub {
+        my ($key, $what) = @_;
+        return map { my $q = $_;
+                     [$key, "$what: POST answered in, $q (ms)", sub { $_[0]{post_latency_us}{$q} }, \&fmt_ms] }
+                   'p50', 'p99';
+    };
     my $low = "$RUN_WHAT{low} ($run{low}{rate}/s)";
     my $load = "$RUN_WHAT{load} ($run{load}{rate}/s)";
     my $max = $RUN_WHAT{max};
@@ -812,17 +818,20 @@ sub table_redis {
         ['load', "$load: deliveries/s", sub { $_[0]{deliveries_per_s} }, \&fmt_num],
         ['load', "$load: latency p50 (ms)", sub { $_[0]{latency_us}{p50} }, \&fmt_ms],
         ['load', "$load: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms],
+        $post_rows->('load', $load),
         $cpu_rows->('load', $load),
         ['max', "$max: POSTs answered/s", $posts, \&fmt_num],
         ['max', "$max: deliveries/s", sub { $_[0]{deliveries_per_s} }, \&fmt_num,
             sub { my ($a, $b) = @_; my $r = ratio($a, $b);
                   'ratio ≥ 0.9: ' . ($r eq '—' ? 'n/a' : $r >= 0.9 ? 'met' : 'NOT met') }],
         ['max', "$max: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms],
+        $post_rows->('max', $max),
         $cpu_rows->('max', $max),
         ['post', "$post: POSTs answered/s", $posts, \&fmt_num,
             sub { my ($a, $b) = @_; my $r = ratio($a, $b);
                   'ratio ≥ 0.5: ' . ($r eq '—' ? 'n/a' : $r >= 0.5 ? 'met' : 'NOT met') }],
         ['post', "$post: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms],
+        $post_rows->('post', $post),
         ['post', "$post: server CPU per POST, all (µs)",
             sub { $_[0]{published} && defined $_[0]{server_cpu_s} ? $_[0]{server_cpu_s} * 1e6 / $_[0]{published} : undef }, \&fmt_num],
         ['post', "$post: … redis-server (µs)",

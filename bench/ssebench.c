@@ -144,6 +144,9 @@ static const char usage_text[] =
 "                           and each --pids is one server, reported apart\n"
 "                           in \"servers\" and summed in the totals\n"
 "  --label STR              copied into the JSON\n"
+"\n"
+"The JSON has, among others, latency_us (POST sent to event received, over\n"
+"every delivery) and post_latency_us (POST sent to its answer received).\n"
 "  -v, --verbose            progress on stderr\n"
 "  -h, --help               this text\n";
 
@@ -1562,6 +1565,8 @@ static struct parent {
 
     /* figures */
     uint64_t published, requests, errors;
+    uint64_t post_hist[H_BUCKETS];      /* measured POSTs: sent to answered */
+    uint64_t post_max_ns;
     uint32_t connected, connect_failed, warm_missing;
     uint64_t connect_ns, cpu0, cpu_ns;
     struct stats total;
@@ -1930,6 +1935,13 @@ static int response_complete(const char *buf, size_t len, struct http_head *h)
 static void pconn_done(struct pconn *c, const struct http_head *h)
 {
     struct job j = c->job;
+
+    if (j.measured) {
+        uint64_t took = now_ns() - c->sent_ns;
+        P.post_hist[hist_bucket(took / 1000)]++;
+        if (took > P.post_max_ns)
+            P.post_max_ns = took;
+    }
 
     c->has_job = false;
     /* an early answer while still sending leaves the connection unusable */
@@ -2321,6 +2333,23 @@ static void print_latency(void)
            num(b[4], max, 1, count), (unsigned long long)count);
 }
 
+/* How long the measured POSTs took, from sending to the whole answer. */
+static void print_post_latency(void)
+{
+    uint64_t count = 0;
+    char b[4][32];
+
+    for (unsigned i = 0; i < H_BUCKETS; i++)
+        count += P.post_hist[i];
+    double max = (double)P.post_max_ns / 1000;
+    printf(" \"post_latency_us\":{\"p50\":%s,\"p90\":%s,\"p99\":%s,\"max\":%s,"
+           "\"count\":%llu},\n",
+           num(b[0], hist_percentile(P.post_hist, count, 0.50, max), 1, count),
+           num(b[1], hist_percentile(P.post_hist, count, 0.90, max), 1, count),
+           num(b[2], hist_percentile(P.post_hist, count, 0.99, max), 1, count),
+           num(b[3], max, 1, count), (unsigned long long)count);
+}
+
 static void print_server(void)
 {
     const struct sample *mem[3] = { &P.s_before, &P.s_idle, &P.s_end };
@@ -2401,6 +2430,7 @@ static void print_json(void)
     printf(" \"elapsed_s\":%s, \"deliveries_per_s\":%s,\n", num(b[3], elapsed, 3, true),
            num(b[4], (double)t->unique / elapsed, 1, elapsed > 0));
     print_latency();
+    print_post_latency();
     print_server();
     printf(" \"client_cpu_s\":%s, \"client_cpu_us_per_delivery\":%s,\n",
            num(b[5], client_cpu, 3, true),
