@@ -6,6 +6,9 @@
 #   bench/run.pl --quick              the same scenarios, small (make test)
 #   bench/run.pl --scenarios 1,3      some of them
 #   bench/run.pl --targets sse        only our module
+#   bench/run.pl --scenarios 6 --local-workers 4
+#                                     scenario 6's local reference with 4
+#                                     workers instead of 2
 #
 # For each scenario and each target a fresh nginx is started on a free
 # loopback port (equivalent configs: same workers, same history, same
