@@ -2,10 +2,13 @@
 # The side-by-side benchmark: ngx_http_sse_module against nchan, same
 # machine, same run, same scenarios, same load client (bench/ssebench).
 #
-#   bench/run.pl                      all five scenarios, full size
+#   bench/run.pl                      all six scenarios, full size
 #   bench/run.pl --quick              the same scenarios, small (make test)
 #   bench/run.pl --scenarios 1,3      some of them
 #   bench/run.pl --targets sse        only our module
+#   bench/run.pl --scenarios 6 --local-workers 4
+#                                     scenario 6's local reference with 4
+#                                     workers instead of 2
 #
 # For each scenario and each target a fresh nginx is started on a free
 # loopback port (equivalent configs: same workers, same history, same
@@ -13,9 +16,17 @@
 # table of figures, with the ratio ours/nchan, is printed at the end and
 # written with the raw JSON to --out (default build/bench/).
 #
+# Scenario 6 is ours alone, Redis mode against local mode: a redis-server
+# of its own (loopback, free port, no persistence), two nginx nodes with
+# sse_redis on it, and the one-node local reference, all started at once;
+# each of its measurements runs against the local node, then against the
+# two nodes (subscribers split between them, POSTs to each in turn), so
+# the pair is measured close together on a shared machine.
+#
 # Environment: SSE_MODULE (our .so), NGINX_BIN (default /usr/sbin/nginx),
 # NCHAN_MODULE (default /usr/lib/nginx/modules/ngx_nchan_module.so),
-# NCHAN_NGINX_BIN (the nginx nchan runs in, default /usr/sbin/nginx).
+# NCHAN_NGINX_BIN (the nginx nchan runs in, default /usr/sbin/nginx),
+# REDIS_SERVER (default redis-server from PATH).
 # Perl core modules only.
 
 use strict;
@@ -34,12 +45,13 @@ my $BENCH = dirname(abs_path(__FILE__));
 my $REPO  = dirname($BENCH);
 
 my %opt = (
-    scenarios => '1,2,3,4,5',
+    scenarios => '1,2,3,4,5,6',
     targets   => 'sse,nchan',
     out       => "$REPO/build/bench",
     client    => "$BENCH/ssebench",
     quick     => 0,
     verbose   => 0,
+    local_workers => undef,
 );
 
 GetOptions(
@@ -48,8 +60,10 @@ GetOptions(
     'out=s'       => \$opt{out},
     'client=s'    => \$opt{client},
     'quick'       => \$opt{quick},
+    'local-workers=i' => \$opt{local_workers},
     'verbose|v'   => \$opt{verbose},
-) or die "usage: $0 [--quick] [--scenarios 1,2,...] [--targets sse,nchan] [--out DIR]\n";
+) or die "usage: $0 [--quick] [--scenarios 1,2,...] [--targets sse,nchan] [--out DIR]"
+        . " [--local-workers N]\n";
 
 my $NGINX = $ENV{NGINX_BIN} || '/usr/sbin/nginx';
 my $SSE_SO = $ENV{SSE_MODULE} || "$REPO/build/modules/ngx_http_sse_module.so";
@@ -57,6 +71,7 @@ my $NCHAN_SO = $ENV{NCHAN_MODULE} || '/usr/lib/nginx/modules/ngx_nchan_module.so
 # nchan's .so loads only into the nginx it was built for (Debian's), even
 # when ours runs in another (make bench NGINX_SRC=...)
 my $NCHAN_NGINX = $ENV{NCHAN_NGINX_BIN} || '/usr/sbin/nginx';
+my $REDIS = $ENV{REDIS_SERVER} || 'redis-server';
 
 die "load client $opt{client} not found: build it with make -C bench\n"
     unless -x $opt{client};
@@ -122,6 +137,52 @@ my @SCENARIOS = (
                    size => 64, batch => 1, pub_conns => 1, workers => 2,
                    procs => 2, addrs => 2, hold => 0 },
     },
+    {
+        # Redis mode against local mode (ours alone: nchan is not in it).
+        # Two nodes on one Redis, 2 workers each, the subscribers split
+        # between them (subscriber i on node i % 2), the POSTs to each node
+        # in turn; the local reference is one node with local_workers
+        # workers (2: the same node as scenario 1's, and as each Redis
+        # node; the machine's 2 cores are the ceiling either way) and the
+        # same subscribers.  Four measurements, each against both:
+        #   low:  a rate below saturation (every event its own pass over
+        #         the subscribers), for the latency target;
+        #   load: scenario 1's 100 events/s (saturated: events wait for
+        #         the pass before theirs and leave several per write), with
+        #         enough POST connections that the publisher is not what
+        #         holds the rate back;
+        #   max:  as fast as 4 POST connections are answered: the most
+        #         deliveries/s each setup manages;
+        #   post: the most POSTs/s 4 connections get answered, with few
+        #         subscribers, so the publish path is what is measured.
+        id => 6, name => 'Redis: 2 nodes, 10,000 subscribers, 1 channel', redis => 1,
+        full  => { subs => 10000, channels => 1, size => 64, batch => 1, workers => 2,
+                   local_workers => 2, nodes => 2, procs => 1, addrs => 1,
+                   runs => [
+                       { key => 'low',  rate => 10,  events => 150,   pub_conns => 2 },
+                       { key => 'load', rate => 100, events => 1000,  pub_conns => 8 },
+                       { key => 'max',  rate => 0,   events => 3000,  pub_conns => 4 },
+                       { key => 'post', rate => 0,   events => 20000, pub_conns => 4,
+                         subs => 100 },
+                   ] },
+        quick => { subs => 400, channels => 1, size => 64, batch => 1, workers => 2,
+                   local_workers => 2, nodes => 2, procs => 1, addrs => 1,
+                   runs => [
+                       { key => 'low',  rate => 20,  events => 20,   pub_conns => 2 },
+                       { key => 'load', rate => 100, events => 100,  pub_conns => 8 },
+                       { key => 'max',  rate => 0,   events => 300,  pub_conns => 4 },
+                       { key => 'post', rate => 0,   events => 2000, pub_conns => 4,
+                         subs => 20 },
+                   ] },
+    },
+);
+
+# what each measurement of scenario 6 is, for the table
+my %RUN_WHAT = (
+    low  => 'below saturation',
+    load => "scenario 1's load",
+    max  => 'as fast as possible',
+    post => 'max POST rate',
 );
 
 my %want = map { $_ => 1 } split /,/, $opt{scenarios};
@@ -159,8 +220,10 @@ sub slurp {
     return $t;
 }
 
+# $extra: more http-level lines (sse_redis) and a status location, for
+# scenario 6's nodes; the other scenarios' configs are as they were
 sub nginx_conf {
-    my ($target, $dir, $port, $p) = @_;
+    my ($target, $dir, $port, $p, $extra) = @_;
 
     my $conns = 19800;
     my $user = $> == 0 ? "user root;\n" : '';
@@ -173,6 +236,10 @@ sub nginx_conf {
         location ~ ^/events/(.+)$ { sse_stream $1; }
         location ~ ^/pub/(.+)$ { sse_publish $1; }
 EOL
+        if ($extra) {
+            $http .= "\n    $extra->{http}" if $extra->{http};
+            $locations .= "        location = /status { sse_status; }\n";
+        }
     } else {
         $load = "load_module $NCHAN_SO;";
         $http = "nchan_max_reserved_memory 64M;";
@@ -193,7 +260,7 @@ EOL
 
     return <<"EOC";
 $load
-${user}worker_processes $p->{workers};
+${user}worker_processes @{[ $extra && $extra->{workers} || $p->{workers} ]};
 worker_rlimit_nofile 20000;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
@@ -219,15 +286,16 @@ EOC
 }
 
 sub start_nginx {
-    my ($target, $p) = @_;
+    my ($target, $p, $name, $extra) = @_;
 
-    my $dir = "$opt{out}/run-$target";
+    $name //= $target;
+    my $dir = "$opt{out}/run-$name";
     remove_tree($dir);
     make_path("$dir/tmp");
     my $port = free_port();
 
     open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!";
-    print $fh nginx_conf($target, $dir, $port, $p);
+    print $fh nginx_conf($target, $dir, $port, $p, $extra);
     close $fh;
 
     my $bin = $target eq 'nchan' ? $NCHAN_NGINX : $NGINX;
@@ -243,12 +311,13 @@ sub start_nginx {
     }
     die "nginx ($target) wrote no pid file\n" unless $pid;
 
+    my $workers = $extra && $extra->{workers} || $p->{workers};
     for (1 .. 200) {
-        last if scalar(worker_pids($pid)) >= $p->{workers};
+        last if scalar(worker_pids($pid)) >= $workers;
         sleep 0.05;
     }
 
-    return { target => $target, dir => $dir, port => $port, pid => $pid };
+    return { target => $target, name => $name, dir => $dir, port => $port, pid => $pid };
 }
 
 sub worker_pids {
@@ -281,6 +350,98 @@ sub stop_nginx {
     kill 'KILL', $pid;
 }
 
+# ---------------------------------------------------------------- redis
+
+# A redis-server of our own: loopback, a free port, its own directory, no
+# persistence (no RDB snapshot, no AOF), in the foreground as our child.
+sub start_redis {
+    my $dir = "$opt{out}/run-redis";
+    remove_tree($dir);
+    make_path($dir);
+    my $port = free_port();
+
+    open my $fh, '>', "$dir/redis.conf" or die "$dir/redis.conf: $!";
+    print $fh <<"EOC";
+bind 127.0.0.1
+port $port
+protected-mode yes
+daemonize no
+dir $dir
+logfile $dir/redis.log
+save ""
+appendonly no
+maxclients 1000
+EOC
+    close $fh;
+
+    my $pid = fork() // die "fork: $!";
+    if (!$pid) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$dir/redis.out";
+        open STDERR, '>&', \*STDOUT;
+        { exec $REDIS, "$dir/redis.conf" }
+        print STDERR "exec $REDIS: $!\n";
+        POSIX::_exit(127);
+    }
+    my $srv = { dir => $dir, port => $port, pid => $pid };
+    for (1 .. 200) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                      Proto => 'tcp', Timeout => 2);
+        if ($s) {
+            print $s "PING\r\n";
+            my $l = <$s> // '';
+            return $srv if $l =~ /^\+PONG/;
+        }
+        if (waitpid($pid, WNOHANG) == $pid) {
+            die "redis-server did not start (exit " . ($? >> 8) . "): "
+                . (slurp("$dir/redis.out") // '') . (slurp("$dir/redis.log") // '') . "\n";
+        }
+        sleep 0.05;
+    }
+    stop_redis($srv);
+    die "redis-server on 127.0.0.1:$port does not answer PING\n";
+}
+
+sub stop_redis {
+    my ($srv) = @_;
+    my $pid = $srv->{pid};
+    kill 'TERM', $pid;
+    for (1 .. 100) {
+        return if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.1;
+    }
+    say_err("redis-server $pid did not stop in 10 s, killing it");
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+}
+
+# The body of GET path on a loopback port (for the nodes' status JSON).
+sub http_get {
+    my ($port, $path) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 10) or return undef;
+    print $s "GET $path HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    local $/;
+    my $r = <$s> // '';
+    return $r =~ /\r\n\r\n(.*)\z/s ? $1 : undef;
+}
+
+# Each kind of alert in an nginx error.log once, with how often it came;
+# $more: a regex of further lines that count (scenario 6: any [error]).
+sub log_alerts {
+    my ($file, $more) = @_;
+    my $log = slurp($file) // '';
+    my (%n, @bad);
+    for my $l (split /\n/, $log) {
+        next unless $l =~ /\[(alert|crit|emerg)\]|exited on signal/ || ($more && $l =~ $more);
+        (my $k = $l) =~ s/^\S+ \S+ //;
+        $k =~ s/\d+#\d+: //;
+        $k =~ s/\d+/N/g;
+        push @bad, $k unless $n{$k}++;
+    }
+    return map { "$_ (x$n{$_})" } @bad[0 .. ($#bad < 9 ? $#bad : 9)];
+}
+
 # ---------------------------------------------------------------- a run
 
 sub run_client {
@@ -290,20 +451,31 @@ sub run_client {
     my $batch = $t eq 'nchan' && defined $p->{nchan_batch} ? $p->{nchan_batch} : $p->{batch};
     my $conns = $t eq 'nchan' && defined $p->{nchan_pub_conns} ? $p->{nchan_pub_conns} : $p->{pub_conns};
 
+    return ssebench({ %$p, batch => $batch, pub_conns => $conns },
+                    [ $srv->{port} ], [ "$srv->{dir}/nginx.pid" ], [], "s$sc->{id}-$t");
+}
+
+# One ssebench run: subscribers and POSTs over @$ports, CPU and memory of
+# the servers of @$pidfiles (nginx: master and workers) and of @$pids
+# (redis-server), each reported apart in the JSON's "servers".
+sub ssebench {
+    my ($p, $ports, $pidfiles, $pids, $label) = @_;
+
     my @cmd = ($opt{client},
-        '--port', $srv->{port},
+        '--port', join(',', @$ports),
         '--sub-prefix', '/events/', '--pub-prefix', '/pub/',
         '--subs', $p->{subs}, '--channels', $p->{channels},
         '--procs', $p->{procs}, '--addrs', $p->{addrs},
         '--events', $p->{events}, '--rate', $p->{rate},
-        '--size', $p->{size}, '--batch', $batch,
-        '--pub-conns', $conns,
+        '--size', $p->{size}, '--batch', $p->{batch},
+        '--pub-conns', $p->{pub_conns},
         '--hold', $p->{hold} // 0,
-        '--pidfile', "$srv->{dir}/nginx.pid",
-        '--label', "s$sc->{id}-$t");
+        (map { ('--pidfile', $_) } @$pidfiles),
+        (map { ('--pids', $_) } @$pids),
+        '--label', $label);
     push @cmd, '-v' if $opt{verbose};
 
-    say_err("scenario $sc->{id} $t: @cmd[1 .. $#cmd]") if $opt{verbose};
+    say_err("$label: @cmd[1 .. $#cmd]") if $opt{verbose};
 
     my $t0 = time();
     my $out = '';
@@ -321,6 +493,85 @@ sub run_client {
     return $r;
 }
 
+# ---------------------------------------------------------------- scenario 6
+
+# The status JSON of a node, or undef.
+sub node_status {
+    my ($srv) = @_;
+    my $body = http_get($srv->{port}, '/status') // return undef;
+    return eval { decode_json($body) };
+}
+
+sub run_redis_scenario {
+    my ($sc, $p) = @_;
+    my $lw = $opt{local_workers} // $p->{local_workers};
+    my %res = (params => { %$p, local_workers => $lw }, runs => {});
+    my ($redis, $local, @nodes);
+
+    my $ok = eval {
+        $redis = start_redis();
+        $local = start_nginx('sse', $p, 'local', { workers => $lw });
+        for my $n (1 .. $p->{nodes}) {
+            push @nodes, start_nginx('sse', $p, "redis-node$n",
+                { http => "sse_redis redis://127.0.0.1:$redis->{port};" });
+        }
+        for my $srv (@nodes) {
+            my $st;
+            for (1 .. 100) {
+                $st = node_status($srv);
+                last if $st && ($st->{redis} // '') eq 'up';
+                sleep 0.1;
+            }
+            die "$srv->{name}: its link to Redis is not up after 10 s (status: "
+                . ($st ? encode_json($st) : 'none') . ")\n"
+                unless $st && ($st->{redis} // '') eq 'up';
+        }
+
+        for my $run (@{ $p->{runs} }) {
+            my $rp = { %$p, %$run };
+            delete $rp->{runs};
+            for my $mode ('local', 'redis') {
+                my $label = "s$sc->{id}-$run->{key}-$mode";
+                say_err(sprintf "scenario %d, %s (%d subscribers, %d events%s, %d POST connections) against %s ...",
+                    $sc->{id}, $RUN_WHAT{ $run->{key} }, $rp->{subs}, $rp->{events},
+                    $rp->{rate} ? " at $rp->{rate}/s" : ' as fast as possible',
+                    $rp->{pub_conns}, $mode eq 'local' ? 'the local node' : 'the Redis nodes');
+                my $r = $mode eq 'local'
+                    ? ssebench($rp, [ $local->{port} ], [ "$local->{dir}/nginx.pid" ], [], $label)
+                    : ssebench($rp, [ map { $_->{port} } @nodes ],
+                               [ map { "$_->{dir}/nginx.pid" } @nodes ], [ $redis->{pid} ], $label);
+                $r->{params} = $rp;
+                $res{runs}{ $run->{key} }{$mode} = $r;
+                say_err(sprintf "  %s: %s connected, %s POSTs/s, %s deliveries/s, p99 %s ms, missing %s%s",
+                    $mode, $r->{connected} // '?',
+                    fmt_num($r->{publish_s} ? $r->{publish_requests} / $r->{publish_s} : undef),
+                    fmt_num($r->{deliveries_per_s}), fmt_ms($r->{latency_us}{p99}),
+                    $r->{missing} // '?', $r->{fatal} ? ", FATAL: $r->{fatal}" : '');
+                $res{fatal} //= "$run->{key}, $mode: $r->{fatal}" if $r->{fatal};
+            }
+        }
+        # which node logged and read what: both take POSTs, both read all
+        $res{status} = { local => node_status($local),
+                         map { ("node$_" => node_status($nodes[$_ - 1])) } 1 .. @nodes };
+        1;
+    };
+    if (!$ok) {
+        chomp(my $e = $@);
+        $res{fatal} //= $e;
+        say_err("scenario $sc->{id}: $e");
+    }
+    stop_nginx($_) for grep { defined } $local, @nodes;
+    stop_redis($redis) if $redis;
+
+    # Redis mode logs a lost link or a refused script at [error]
+    my @bad;
+    for my $srv (grep { defined } $local, @nodes) {
+        push @bad, map { "$srv->{name}: $_" } log_alerts("$srv->{dir}/error.log", qr/\[error\]/);
+    }
+    $res{error_log} = \@bad if @bad;
+    return \%res;
+}
+
 # ---------------------------------------------------------------- main
 
 my %results;
@@ -329,6 +580,14 @@ my @ran;
 for my $sc (@SCENARIOS) {
     next unless $want{ $sc->{id} };
     my $p = $sc->{$size};
+
+    if ($sc->{redis}) {
+        # ours alone: without the sse target there is nothing to run
+        next unless grep { $_ eq 'sse' } @targets;
+        push @ran, $sc;
+        $results{ $sc->{id} }{sse} = run_redis_scenario($sc, $p);
+        next;
+    }
     push @ran, $sc;
 
     for my $t (@targets) {
@@ -337,16 +596,9 @@ for my $sc (@SCENARIOS) {
         my $r = eval { run_client($srv, $p, $sc) } // { fatal => "$@" };
         stop_nginx($srv);
 
-        my $log = slurp("$srv->{dir}/error.log") // '';
         # each kind of alert once, with how often it was logged
-        my (%n, @bad);
-        for my $l (grep { /\[(alert|crit|emerg)\]|exited on signal/ } split /\n/, $log) {
-            (my $k = $l) =~ s/^\S+ \S+ //;
-            $k =~ s/\d+#\d+: //;
-            $k =~ s/\d+/N/g;
-            push @bad, $k unless $n{$k}++;
-        }
-        $r->{error_log} = [ map { "$_ (x$n{$_})" } @bad[0 .. ($#bad < 9 ? $#bad : 9)] ] if @bad;
+        my @bad = log_alerts("$srv->{dir}/error.log");
+        $r->{error_log} = \@bad if @bad;
         $r->{params} = $p;
         $results{ $sc->{id} }{$t} = $r;
 
@@ -459,6 +711,10 @@ sub table {
 
     for my $sc (@$ran) {
         my $p = $sc->{$size};
+        if ($sc->{redis}) {
+            $t .= table_redis($sc, $res->{ $sc->{id} }{sse} // {});
+            next;
+        }
         my $ours = $res->{ $sc->{id} }{sse} // {};
         my $them = $res->{ $sc->{id} }{nchan} // {};
         $t .= sprintf "### Scenario %d: %s\n\n", $sc->{id}, $sc->{name};
@@ -498,4 +754,128 @@ sub table {
         $t .= "\n";
     }
     return $t;
+}
+
+# Scenario 6's table: Redis mode (2 nodes) against local mode (1 node),
+# one block of rows per measurement.
+sub table_redis {
+    my ($sc, $res) = @_;
+    my $p = $res->{params} // $sc->{$size};
+    my %run = map { $_->{key} => $_ } @{ $p->{runs} };
+    my $get = sub { my ($key, $mode) = @_; $res->{runs}{$key}{$mode} // {} };
+
+    my $t = sprintf "### Scenario %d: %s\n\n", $sc->{id}, $sc->{name};
+    $t .= sprintf "%d subscribers, %d channel, %d B events. Redis: %d nodes of %d workers on one "
+                . "redis-server (its own, no persistence), subscriber i on node i %% %d, the POSTs "
+                . "to the nodes in turn. Local: 1 node of %d workers, the same subscribers.\n\n",
+        $p->{subs}, $p->{channels}, $p->{size}, $p->{nodes}, $p->{workers}, $p->{nodes},
+        $p->{local_workers};
+    for my $key (map { $_->{key} } @{ $p->{runs} }) {
+        my $r = $run{$key};
+        $t .= sprintf "- %s: %d subscribers, %d events %s, %d POST connections\n",
+            $RUN_WHAT{$key}, $r->{subs} // $p->{subs}, $r->{events},
+            $r->{rate} ? "at $r->{rate}/s" : 'as fast as possible', $r->{pub_conns};
+    }
+    $t .= "\n| figure | Redis, $p->{nodes} nodes | local, 1 node | Redis/local | nchan | goal |\n";
+    $t .= "|---|---:|---:|---:|---|---|\n";
+
+    my $posts = sub { $_[0]{publish_s} ? $_[0]{publish_requests} / $_[0]{publish_s} : undef };
+    my $server = sub {          # the CPU per delivery of server i alone
+        my ($i) = @_;
+        sub { my $s = $_[0]{servers} || []; $s->[$i] ? $s->[$i]{cpu_us_per_delivery} : undef };
+    };
+    my $cpu_rows = sub {
+        my ($key, $what) = @_;
+        return (
+            [$key, "$what: server CPU per delivery, all (µs)", sub { $_[0]{server_cpu_us_per_delivery} }, \&fmt_num],
+            (map { my $i = $_ - 1;
+                   [$key, "$what: … node $_ (µs)", $server->($i), \&fmt_num, undef, 1] } 1 .. $p->{nodes}),
+            [$key, "$what: … redis-server (µs)", $server->($p->{nodes}), \&fmt_num, undef, 1],
+        );
+    };
+    my $post_rows = sub {
+        my ($key, $what) = @_;
+        return map { my $q = $_;
+                     [$key, "$what: POST answered in, $q (ms)", sub { $_[0]{post_latency_us}{$q} }, \&fmt_ms] }
+                   'p50', 'p99';
+    };
+    my $low = "$RUN_WHAT{low} ($run{low}{rate}/s)";
+    my $load = "$RUN_WHAT{load} ($run{load}{rate}/s)";
+    my $max = $RUN_WHAT{max};
+    my $post = $RUN_WHAT{post};
+
+    # [run, label, getter, formatter, goal, no ratio]; a goal gets the
+    # Redis and the local figure and says met or NOT met
+    my @rows = (
+        ['low', 'subscribers connected', sub { $_[0]{connected} }, \&fmt_num],
+        ['low', "$low: events published/s", sub { $_[0]{publish_s} ? $_[0]{published} / $_[0]{publish_s} : undef }, \&fmt_num],
+        ['low', "$low: deliveries/s", sub { $_[0]{deliveries_per_s} }, \&fmt_num],
+        ['low', "$low: latency p50 (ms)", sub { $_[0]{latency_us}{p50} }, \&fmt_ms],
+        ['low', "$low: latency p90 (ms)", sub { $_[0]{latency_us}{p90} }, \&fmt_ms],
+        ['low', "$low: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms,
+            sub { my ($a, $b) = @_;
+                  'at most local + 5 ms: ' . (defined $a && defined $b ? ($a <= $b + 5000 ? 'met' : 'NOT met') : 'n/a') }],
+        ['low', "$low: latency max (ms)", sub { $_[0]{latency_us}{max} }, \&fmt_ms],
+        $cpu_rows->('low', $low),
+        ['load', "$load: events published/s", sub { $_[0]{publish_s} ? $_[0]{published} / $_[0]{publish_s} : undef }, \&fmt_num],
+        ['load', "$load: deliveries/s", sub { $_[0]{deliveries_per_s} }, \&fmt_num],
+        ['load', "$load: latency p50 (ms)", sub { $_[0]{latency_us}{p50} }, \&fmt_ms],
+        ['load', "$load: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms],
+        $post_rows->('load', $load),
+        $cpu_rows->('load', $load),
+        ['max', "$max: POSTs answered/s", $posts, \&fmt_num],
+        ['max', "$max: deliveries/s", sub { $_[0]{deliveries_per_s} }, \&fmt_num,
+            sub { my ($a, $b) = @_; my $r = ratio($a, $b);
+                  'ratio ≥ 0.9: ' . ($r eq '—' ? 'n/a' : $r >= 0.9 ? 'met' : 'NOT met') }],
+        ['max', "$max: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms],
+        $post_rows->('max', $max),
+        $cpu_rows->('max', $max),
+        ['post', "$post: POSTs answered/s", $posts, \&fmt_num,
+            sub { my ($a, $b) = @_; my $r = ratio($a, $b);
+                  'ratio ≥ 0.5: ' . ($r eq '—' ? 'n/a' : $r >= 0.5 ? 'met' : 'NOT met') }],
+        ['post', "$post: latency p99 (ms)", sub { $_[0]{latency_us}{p99} }, \&fmt_ms],
+        $post_rows->('post', $post),
+        ['post', "$post: server CPU per POST, all (µs)",
+            sub { $_[0]{published} && defined $_[0]{server_cpu_s} ? $_[0]{server_cpu_s} * 1e6 / $_[0]{published} : undef }, \&fmt_num],
+        ['post', "$post: … redis-server (µs)",
+            sub { my $s = ($_[0]{servers} || [])->[$p->{nodes}];
+                  $s && $_[0]{published} && defined $s->{cpu_s} ? $s->{cpu_s} * 1e6 / $_[0]{published} : undef },
+            \&fmt_num, undef, 1],
+    );
+    for my $row (@rows) {
+        my ($key, $label, $getter, $fmt, $goal, $noratio) = @$row;
+        my ($a, $b) = (eval { $getter->($get->($key, 'redis')) }, eval { $getter->($get->($key, 'local')) });
+        $t .= sprintf "| %s | %s | %s | %s | — | %s |\n", $label, $fmt->($a), $fmt->($b),
+            $noratio ? '—' : ratio($a, $b), $goal ? $goal->($a, $b) : '';
+    }
+    # every measurement's counts together
+    for my $c (['missing', 'missing'], ['duplicated', 'duplicated'],
+               ['out of order', 'out_of_order'], ['closed early', 'closed_early']) {
+        my ($label, $k) = @$c;
+        my %sum;
+        for my $mode ('redis', 'local') {
+            for my $key (keys %run) {
+                my $v = $get->($key, $mode)->{$k};
+                $sum{$mode} = defined $v ? ($sum{$mode} // 0) + $v : $sum{$mode};
+                $sum{"$mode-undef"} = 1 unless defined $v;
+            }
+            $sum{$mode} = undef if $sum{"$mode-undef"};
+        }
+        my $goal = $k ne 'missing' ? ''
+                 : 'none: ' . (defined $sum{redis} && $sum{redis} == 0 && defined $sum{local}
+                               && $sum{local} == 0 ? 'met' : 'NOT met');
+        $t .= sprintf "| %s (all measurements) | %s | %s | — | — | %s |\n", $label,
+            fmt_num($sum{redis}), fmt_num($sum{local}), $goal;
+    }
+    if (my $st = $res->{status}) {
+        my @n = map { my $s = $st->{"node$_"} || {};
+                      sprintf 'node %d: redis %s, %s entries logged, %s read, %s events delivered',
+                          $_, $s->{redis} // '?', $s->{redis_logged} // '?', $s->{redis_read} // '?',
+                          $s->{events_delivered} // '?' } 1 .. $p->{nodes};
+        $t .= "\nStatus after the runs: " . join('; ', @n) . ".\n";
+    }
+    $t .= "\nnchan: not part of this scenario.\n";
+    $t .= "\nFATAL: $res->{fatal}\n" if $res->{fatal};
+    $t .= "\nerror.log: " . join(' | ', @{ $res->{error_log} }) . "\n" if $res->{error_log};
+    return "$t\n";
 }

@@ -11,6 +11,14 @@
  * an array).  The results go to stdout as one JSON object; progress goes
  * to stderr with -v.
  *
+ * Several servers (--port P1,P2: nodes of one hub, e.g. on one Redis): the
+ * subscribers are split among them, the POSTs go to each in turn, and each
+ * --pidfile / --pids is sampled and reported apart.  An event is known by
+ * the channel and sequence number its publisher wrote into its data, never
+ * by its SSE id (an id may be a server's own counter or Redis's <ms>-<seq>,
+ * whose seq restarts every millisecond): duplicates and order are checked
+ * per subscriber against those sequence numbers.
+ *
  * Build: gcc -O2 -g -Wall -Wextra -Werror -std=gnu11 -o ssebench ssebench.c -lm
  * Linux only (epoll, timerfd, /proc, IP_BIND_ADDRESS_NO_PORT).
  */
@@ -62,17 +70,28 @@
 #define PUB_STALL_NS  (30 * NS_PER_S)   /* a POST unanswered this long is fatal */
 #define EPOLL_BATCH   1024
 #define MAX_PIDS      256
+#define MAX_PORTS     64                /* servers in --port */
+#define MAX_GROUPS    16                /* --pidfile and --pids groups */
 
 /* ------------------------------------------------------------ options */
 
+/* What --pidfile or --pids names: the processes of one server, sampled
+ * and reported together (a pid file: its master and the master's children). */
+struct group {
+    const char *pidfile, *pids;
+};
+
 static struct opts {
-    int port;
+    int ports[MAX_PORTS];
+    uint32_t nports;
     const char *sub_prefix, *pub_prefix, *chan_prefix;
     uint32_t subs, channels, addrs, procs, concurrency;
     double connect_timeout, hold, rate, drain_timeout;
     uint32_t events, size, batch, pub_conns;
     bool pub_event_stream, ordered, verbose;
-    const char *pids, *pidfile, *label;
+    struct group groups[MAX_GROUPS];
+    uint32_t ngroups;
+    const char *label;
 } O = {
     .sub_prefix = "/events/", .pub_prefix = "/pub/", .chan_prefix = "c",
     .subs = 100, .channels = 1, .addrs = 1, .procs = 1, .concurrency = 256,
@@ -82,13 +101,17 @@ static struct opts {
 };
 
 static const char usage_text[] =
-"usage: ssebench --port P [options]\n"
+"usage: ssebench --port P[,P2,...] [options]\n"
 "\n"
 "Opens N EventSource-style subscribers on 127.0.0.1:P, publishes M events\n"
 "over keep-alive POSTs, counts what every subscriber received, and prints\n"
 "one JSON object on stdout.\n"
 "\n"
-"  --port P                 server port on 127.0.0.1 (required)\n"
+"  --port P[,P2,...]        server port(s) on 127.0.0.1 (required); with n\n"
+"                           ports, subscriber i connects to port i % n,\n"
+"                           publisher connection j to port j % n, and\n"
+"                           POST b (batch b) goes to port b % n: the POSTs\n"
+"                           go to the servers in turn\n"
 "  --sub-prefix STR         subscribe path prefix (default /events/)\n"
 "  --pub-prefix STR         publish path prefix (default /pub/)\n"
 "  --channel-prefix STR     channel j is named STR<j> (default c)\n"
@@ -114,9 +137,16 @@ static const char usage_text[] =
 "                           as out_of_order)\n"
 "  --drain-timeout S        a subscriber process stops waiting after S\n"
 "                           seconds without a new event (default 10)\n"
-"  --pids LIST              server pids to sample (comma-separated)\n"
-"  --pidfile F              server master pid file; its children are sampled too\n"
+"  --pids LIST              server pids to sample (comma-separated), one\n"
+"                           server; may be given again for another\n"
+"  --pidfile F[,F2,...]     server master pid file(s); their children are\n"
+"                           sampled too; may be given again.  Each pid file\n"
+"                           and each --pids is one server, reported apart\n"
+"                           in \"servers\" and summed in the totals\n"
 "  --label STR              copied into the JSON\n"
+"\n"
+"The JSON has, among others, latency_us (POST sent to event received, over\n"
+"every delivery) and post_latency_us (POST sent to its answer received).\n"
 "  -v, --verbose            progress on stderr\n"
 "  -h, --help               this text\n";
 
@@ -959,7 +989,8 @@ static void sub_connect(struct sub *s, uint64_t now)
     uint32_t host = 1 + (s->idx / O.procs) % O.addrs;
     struct sockaddr_in src = { .sin_family = AF_INET,
                                .sin_addr.s_addr = htonl(0x7f000000u | host) };
-    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)O.port),
+    int port = O.ports[s->idx % O.nports];
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     int one = 1;
 
@@ -1345,14 +1376,10 @@ static void child_main(int ctl)
 
 /* --- server sampling from /proc */
 
-struct sample {
-    bool taken, pss_ok;
-    double cpu_s;
-    uint64_t rss_kb, pss_kb;
-};
-
-static pid_t server_pid_list[MAX_PIDS];
-static int server_pid_count;
+/* The pids of each --pidfile / --pids group, found again at every sample
+ * (workers may come and go). */
+static pid_t server_pid_list[MAX_GROUPS][MAX_PIDS];
+static int server_pid_count[MAX_GROUPS];
 
 static long read_small_file(const char *path, char *buf, size_t cap)
 {
@@ -1380,13 +1407,13 @@ static long long proc_field(const char *path, const char *name)
     return p ? strtoll(p + strlen(key), NULL, 10) : -1;
 }
 
-/* The master from --pidfile plus every process whose parent it is. */
-static int pids_from_pidfile(pid_t *out)
+/* The master from a pid file plus every process whose parent it is. */
+static int pids_from_pidfile(const char *pidfile, pid_t *out)
 {
     char buf[64], path[300];
     int n = 0;
 
-    if (read_small_file(O.pidfile, buf, sizeof buf) < 0)
+    if (read_small_file(pidfile, buf, sizeof buf) < 0)
         return 0;
     pid_t master = (pid_t)atoi(buf);
     if (master <= 0)
@@ -1407,11 +1434,11 @@ static int pids_from_pidfile(pid_t *out)
     return n;
 }
 
-static int pids_from_list(pid_t *out)
+static int pids_from_list(const char *list, pid_t *out)
 {
     int n = 0;
 
-    for (const char *p = O.pids; *p && n < MAX_PIDS;) {
+    for (const char *p = list; *p && n < MAX_PIDS;) {
         char *end;
         long v = strtol(p, &end, 10);
         if (end == p)
@@ -1439,29 +1466,51 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* One sample: each group's figures, and their sums. */
+struct sample {
+    bool taken, pss_ok;
+    double cpu_s;
+    uint64_t rss_kb, pss_kb;
+    struct {
+        bool pss_ok;
+        double cpu_s;
+        uint64_t rss_kb, pss_kb;
+    } g[MAX_GROUPS];
+};
+
 static void sample_server(struct sample *s)
 {
     char path[64];
 
     *s = (struct sample){ 0 };
-    if (!O.pids && !O.pidfile)
+    if (!O.ngroups)
         return;
-    server_pid_count = O.pids ? pids_from_list(server_pid_list)
-                              : pids_from_pidfile(server_pid_list);
     s->taken = true;
     s->pss_ok = true;
-    for (int i = 0; i < server_pid_count; i++) {
-        pid_t pid = server_pid_list[i];
-        s->cpu_s += proc_cpu_s(pid);
-        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-        long long rss = proc_field(path, "VmRSS:");
-        s->rss_kb += rss > 0 ? (uint64_t)rss : 0;
-        snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-        long long pss = proc_field(path, "Pss:");
-        if (pss < 0)
-            s->pss_ok = false;
-        else
-            s->pss_kb += (uint64_t)pss;
+    for (uint32_t g = 0; g < O.ngroups; g++) {
+        const struct group *gr = &O.groups[g];
+        pid_t *list = server_pid_list[g];
+        int n = gr->pids ? pids_from_list(gr->pids, list)
+                         : pids_from_pidfile(gr->pidfile, list);
+        server_pid_count[g] = n;
+        s->g[g].pss_ok = true;
+        for (int i = 0; i < n; i++) {
+            pid_t pid = list[i];
+            s->g[g].cpu_s += proc_cpu_s(pid);
+            snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+            long long rss = proc_field(path, "VmRSS:");
+            s->g[g].rss_kb += rss > 0 ? (uint64_t)rss : 0;
+            snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+            long long pss = proc_field(path, "Pss:");
+            if (pss < 0)
+                s->g[g].pss_ok = false;
+            else
+                s->g[g].pss_kb += (uint64_t)pss;
+        }
+        s->cpu_s += s->g[g].cpu_s;
+        s->rss_kb += s->g[g].rss_kb;
+        s->pss_kb += s->g[g].pss_kb;
+        s->pss_ok = s->pss_ok && s->g[g].pss_ok;
     }
 }
 
@@ -1516,6 +1565,8 @@ static struct parent {
 
     /* figures */
     uint64_t published, requests, errors;
+    uint64_t post_hist[H_BUCKETS];      /* measured POSTs: sent to answered */
+    uint64_t post_max_ns;
     uint32_t connected, connect_failed, warm_missing;
     uint64_t connect_ns, cpu0, cpu_ns;
     struct stats total;
@@ -1749,9 +1800,15 @@ static void pconn_close(struct pconn *c)
     c->state = PC_CLOSED;
 }
 
+/* Publisher connection j talks to port j % n. */
+static int pconn_port(const struct pconn *c)
+{
+    return O.ports[(uint32_t)(c - P.pc) % O.nports];
+}
+
 static bool pconn_open(struct pconn *c)
 {
-    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)O.port),
+    struct sockaddr_in dst = { .sin_family = AF_INET, .sin_port = htons((uint16_t)pconn_port(c)),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     int one = 1;
 
@@ -1879,6 +1936,13 @@ static void pconn_done(struct pconn *c, const struct http_head *h)
 {
     struct job j = c->job;
 
+    if (j.measured) {
+        uint64_t took = now_ns() - c->sent_ns;
+        P.post_hist[hist_bucket(took / 1000)]++;
+        if (took > P.post_max_ns)
+            P.post_max_ns = took;
+    }
+
     c->has_job = false;
     /* an early answer while still sending leaves the connection unusable */
     if (h->close || c->state == PC_SENDING)
@@ -1968,11 +2032,12 @@ static uint64_t job_peek(struct job *j)
     return P.t_start + (uint64_t)((double)b * O.batch * 1e9 / O.rate);
 }
 
-static struct pconn *pconn_free(void)
+/* A free connection to port index pi: idle, or else closed. */
+static struct pconn *pconn_free(uint32_t pi)
 {
     struct pconn *closed = NULL;
 
-    for (uint32_t i = 0; i < O.pub_conns; i++) {
+    for (uint32_t i = pi; i < O.pub_conns; i += O.nports) {
         if (P.pc[i].state == PC_IDLE)
             return &P.pc[i];
         if (P.pc[i].state == PC_CLOSED && !closed)
@@ -2000,7 +2065,8 @@ static void pub_dispatch(void)
         uint64_t due = job_peek(&j);
         if (O.ordered && P.chan_busy[j.chan])
             return;                     /* its response will dispatch again */
-        struct pconn *c = pconn_free();
+        /* job b to port b % n: the servers take the POSTs in turn */
+        struct pconn *c = pconn_free(P.jnext % O.nports);
         if (!c)
             return;
         if (due > now_ns()) {
@@ -2123,7 +2189,8 @@ static void phase_connect(void)
     verbose("%u subscribers connected, %u failed, in %.3f s", P.connected,
             P.connect_failed, (double)P.connect_ns / NS_PER_S);
     if (P.connected == 0)
-        set_fatal("no subscriber could connect to 127.0.0.1:%d", O.port);
+        set_fatal("no subscriber could connect to 127.0.0.1:%d%s", O.ports[0],
+                  O.nports > 1 ? " (or the other ports)" : "");
 }
 
 static void phase_hold(void)
@@ -2266,6 +2333,23 @@ static void print_latency(void)
            num(b[4], max, 1, count), (unsigned long long)count);
 }
 
+/* How long the measured POSTs took, from sending to the whole answer. */
+static void print_post_latency(void)
+{
+    uint64_t count = 0;
+    char b[4][32];
+
+    for (unsigned i = 0; i < H_BUCKETS; i++)
+        count += P.post_hist[i];
+    double max = (double)P.post_max_ns / 1000;
+    printf(" \"post_latency_us\":{\"p50\":%s,\"p90\":%s,\"p99\":%s,\"max\":%s,"
+           "\"count\":%llu},\n",
+           num(b[0], hist_percentile(P.post_hist, count, 0.50, max), 1, count),
+           num(b[1], hist_percentile(P.post_hist, count, 0.90, max), 1, count),
+           num(b[2], hist_percentile(P.post_hist, count, 0.99, max), 1, count),
+           num(b[3], max, 1, count), (unsigned long long)count);
+}
+
 static void print_server(void)
 {
     const struct sample *mem[3] = { &P.s_before, &P.s_idle, &P.s_end };
@@ -2286,6 +2370,27 @@ static void print_server(void)
            num(b[3], ((double)P.s_idle.pss_kb - (double)P.s_before.pss_kb) * 1024 / conn, 0,
                P.s_idle.taken && P.s_before.taken && P.s_idle.pss_ok &&
                P.s_before.pss_ok && conn > 0));
+
+    /* each server apart: the CPU of a node and of what it relies on */
+    printf(" \"servers\":[");
+    for (uint32_t g = 0; g < O.ngroups; g++) {
+        const struct group *gr = &O.groups[g];
+        double gcpu = P.s_end.g[g].cpu_s - P.s_start.g[g].cpu_s;
+        printf("%s\n  {\"%s\":", g ? "," : "", gr->pids ? "pids" : "pidfile");
+        json_string(gr->pids ? gr->pids : gr->pidfile);
+        printf(",\"cpu_s\":%s,\"cpu_us_per_delivery\":%s,"
+               "\"rss_kb\":{\"before\":%s,\"idle\":%s,\"end\":%s},\"pids_seen\":[",
+               num(b[0], gcpu, 3, cpu_ok),
+               num(b[1], gcpu * 1e6 / (double)P.total.deliveries, 2,
+                   cpu_ok && P.total.deliveries),
+               num(b[2], (double)P.s_before.g[g].rss_kb, 0, P.s_before.taken),
+               num(b[3], (double)P.s_idle.g[g].rss_kb, 0, P.s_idle.taken),
+               num(b[4], (double)P.s_end.g[g].rss_kb, 0, P.s_end.taken));
+        for (int i = 0; i < server_pid_count[g]; i++)
+            printf("%s%d", i ? "," : "", (int)server_pid_list[g][i]);
+        printf("]}");
+    }
+    printf("],\n");
 }
 
 static void print_json(void)
@@ -2300,8 +2405,11 @@ static void print_json(void)
 
     printf("{\"label\":");
     json_string(O.label);
-    printf(",\"port\":%d,\"subscribers\":%u,\"channels\":%u,\"procs\":%u,\"addrs\":%u,\n",
-           O.port, O.subs, O.channels, O.procs, O.addrs);
+    printf(",\"port\":%d,\"ports\":[", O.ports[0]);
+    for (uint32_t i = 0; i < O.nports; i++)
+        printf("%s%d", i ? "," : "", O.ports[i]);
+    printf("],\"subscribers\":%u,\"channels\":%u,\"procs\":%u,\"addrs\":%u,\n",
+           O.subs, O.channels, O.procs, O.addrs);
     printf(" \"connected\":%u,\"connect_failed\":%u,\"connect_s\":%s,\n",
            P.connected, P.connect_failed, num(b[0], (double)P.connect_ns / 1e9, 3, true));
     printf(" \"warmup_missing\":%u,\n", P.warm_missing);
@@ -2322,13 +2430,15 @@ static void print_json(void)
     printf(" \"elapsed_s\":%s, \"deliveries_per_s\":%s,\n", num(b[3], elapsed, 3, true),
            num(b[4], (double)t->unique / elapsed, 1, elapsed > 0));
     print_latency();
+    print_post_latency();
     print_server();
     printf(" \"client_cpu_s\":%s, \"client_cpu_us_per_delivery\":%s,\n",
            num(b[5], client_cpu, 3, true),
            num(b[6], client_cpu * 1e6 / (double)t->deliveries, 2, t->deliveries));
     printf(" \"server_pids\":[");
-    for (int i = 0; i < server_pid_count; i++)
-        printf("%s%d", i ? "," : "", (int)server_pid_list[i]);
+    for (uint32_t g = 0, k = 0; g < O.ngroups; g++)
+        for (int i = 0; i < server_pid_count[g]; i++)
+            printf("%s%d", k++ ? "," : "", (int)server_pid_list[g][i]);
     printf("], \"fatal\":");
     if (P.fatal[0])
         json_string(P.fatal);
@@ -2361,6 +2471,38 @@ static double arg_double(const char *name, const char *v, double max)
     return x;
 }
 
+/* --port P or --port P1,P2,...; given again, it replaces the list. */
+static void parse_ports(const char *name, const char *v)
+{
+    char buf[1024];
+
+    if (strlen(v) >= sizeof buf)
+        die("--%s: too long", name);
+    strcpy(buf, v);
+    O.nports = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (O.nports == MAX_PORTS)
+            die("--%s: at most %d ports", name, MAX_PORTS);
+        O.ports[O.nports++] = (int)arg_u32(name, t, 1, 65535);
+    }
+    if (!O.nports)
+        die("--%s: expected a port or a comma-separated list, got '%s'", name, v);
+}
+
+static void add_group(const char *pidfile, const char *pids)
+{
+    if (O.ngroups == MAX_GROUPS)
+        die("at most %d --pidfile and --pids servers", MAX_GROUPS);
+    O.groups[O.ngroups++] = (struct group){ .pidfile = pidfile, .pids = pids };
+}
+
+/* --pidfile F1,F2,...: one server each (the strings stay in argv). */
+static void add_pidfiles(char *v)
+{
+    for (char *save = NULL, *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        add_group(t, NULL);
+}
+
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 256, O_SUBP, O_PUBP, O_CHP, O_SUBS, O_CHANS, O_ADDRS, O_PROCS,
@@ -2388,7 +2530,7 @@ static void parse_args(int argc, char **argv)
             if (o->val == c)
                 name = o->name;
         switch (c) {
-        case O_PORT:    O.port = (int)arg_u32(name, optarg, 1, 65535); break;
+        case O_PORT:    parse_ports(name, optarg); break;
         case O_SUBP:    O.sub_prefix = optarg; break;
         case O_PUBP:    O.pub_prefix = optarg; break;
         case O_CHP:     O.chan_prefix = optarg; break;
@@ -2406,8 +2548,8 @@ static void parse_args(int argc, char **argv)
         case O_PUBC:    O.pub_conns = arg_u32(name, optarg, 1, 1000); break;
         case O_ORDERED: O.ordered = true; break;
         case O_DRAIN:   O.drain_timeout = arg_double(name, optarg, 86400); break;
-        case O_PIDS:    O.pids = optarg; break;
-        case O_PIDFILE: O.pidfile = optarg; break;
+        case O_PIDS:    add_group(NULL, optarg); break;
+        case O_PIDFILE: add_pidfiles(optarg); break;
         case O_LABEL:   O.label = optarg; break;
         case 'v':       O.verbose = true; break;
         case 'h':       fputs(usage_text, stdout); exit(0);
@@ -2421,8 +2563,11 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc)
         die("unexpected argument '%s' (see --help)", argv[optind]);
-    if (!O.port)
+    if (!O.nports)
         die("--port is required (see --help)");
+    if (O.pub_conns < O.nports)
+        die("--pub-conns %u: at least one publisher connection per port (%u ports)",
+            O.pub_conns, O.nports);
     if (strlen(O.sub_prefix) > 256 || strlen(O.pub_prefix) > 256 || strlen(O.chan_prefix) > 256)
         die("prefixes are limited to 256 bytes");
     if ((uint64_t)O.events * O.size > (uint64_t)1 << 40)
