@@ -122,6 +122,8 @@ sub _make_conf {
     $server_text .= "\n" . $o{server_extra} if defined $o{server_extra};
     my $http_text = $o{http} // '';
     my $main_text = $o{main} // '';
+    # events: the body of the events block instead of the default one
+    my $events_text = $o{events} // "worker_connections 4096;\n    accept_mutex off;";
     my $listen = "127.0.0.1:$port" . (defined $o{listen_opts} ? " $o{listen_opts}" : '');
     my $user = $> == 0 ? "user root;\n" : '';
     # valgrind refuses a setrlimit(RLIMIT_NOFILE) that changes the hard
@@ -138,8 +140,7 @@ master_process on;
 ${nofile}$main_text
 
 events {
-    worker_connections 4096;
-    accept_mutex off;
+    $events_text
 }
 
 http {
