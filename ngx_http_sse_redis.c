@@ -70,6 +70,7 @@ struct ngx_http_sse_redis_link_s {
     void                          (*ready)(ngx_http_sse_redis_link_t *l);
     unsigned                        wanted:1;
     unsigned                        silent:1;   /* not ready yet: no log */
+    unsigned                        writing:1;  /* in the write handler */
 };
 
 
@@ -702,12 +703,30 @@ ngx_http_sse_redis_add_write(void *data)
 {
     ngx_http_sse_redis_link_t  *link = data;
 
-    if (link->c && !link->c->write->active) {
-        if (ngx_add_event(link->c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
+    ngx_event_t  *wev;
+
+    if (link->c == NULL) {
+        return;
+    }
+
+    wev = link->c->write;
+
+    if (!wev->active) {
+        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
             link->reason = "cannot watch the socket";
         }
+    }
+
+    /*
+     * a command goes out at the end of this turn of the event loop, with
+     * whatever else this turn queued, not a turn (and a writer's slice of
+     * streams) later, when epoll reports the socket writable
+     */
+
+    if (!link->writing && !wev->posted && link->ac
+        && (link->ac->c.flags & REDIS_CONNECTED))
+    {
+        ngx_post_event(wev, &ngx_posted_events);
     }
 }
 
@@ -810,7 +829,17 @@ ngx_http_sse_redis_write_handler(ngx_event_t *wev)
     c = wev->data;
     link = c->data;
 
+    if (link->ac == NULL) {
+        return;
+    }
+
+    /* hiredis asks for writes again while it has more: epoll tells when */
+    link->writing = 1;
+
     redisAsyncHandleWrite(link->ac);
+
+    /* the link may be gone: cleanup ran, the link itself stays */
+    link->writing = 0;
 }
 
 

@@ -8,10 +8,10 @@
 # for 3 s of quiet, the worker must use almost no CPU time.  This detects a
 # spin (~3 s of CPU in 3 s), it does not measure a speed.
 #
-# Debian's nginx is built without the poll and select modules: this file
-# needs an nginx that has them (NGINX_BIN), e.g.
-#   make test NGINX_SRC=/path/to/nginx \
-#     UPSTREAM_CONF_FLAGS='--with-compat --with-http_v2_module --with-poll_module --with-select_module'
+# Debian's nginx is built without the poll and select modules: when
+# NGINX_BIN has neither, this file runs the nginx that make test builds
+# with them from Debian's nginx source package (mk/poll.mk: SSE_POLL_NGINX
+# and SSE_POLL_MODULE, the module built for it).
 use strict;
 use warnings;
 use Test::More;
@@ -21,12 +21,20 @@ use SSETest;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
-my @methods = grep {
-    SSETest::nginx_config_test(workers => 1, events => "use $_;\n    worker_connections 512;")->{ok}
-} qw(poll select);
+sub methods {
+    grep {
+        SSETest::nginx_config_test(workers => 1, events => "use $_;\n    worker_connections 512;")->{ok}
+    } qw(poll select);
+}
+my @methods = methods();
+if (!@methods && $ENV{SSE_POLL_NGINX} && -x $ENV{SSE_POLL_NGINX}) {
+    $ENV{NGINX_BIN} = $ENV{SSE_POLL_NGINX};
+    $ENV{SSE_MODULE} = $ENV{SSE_POLL_MODULE};
+    @methods = methods();
+}
 my $bin = $ENV{NGINX_BIN} || '/usr/sbin/nginx';
-plan skip_all => "$bin has neither the poll nor the select event module "
-               . '(configure nginx --with-poll_module --with-select_module)'
+BAIL_OUT("$bin has neither the poll nor the select event module, and no "
+         . 'SSE_POLL_NGINX was built (make poll-nginx)')
     unless @methods;
 diag("$bin lacks the select module: only poll is tested") unless grep { $_ eq 'select' } @methods;
 diag("$bin lacks the poll module: only select is tested") unless grep { $_ eq 'poll' } @methods;
