@@ -468,7 +468,7 @@ ngx_int_t ngx_http_sse_redis_init_worker(ngx_cycle_t *cycle,
 void ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e,
     ngx_uint_t n, ngx_http_sse_redis_done_pt done, void *data,
-    ngx_pool_t *pool, ngx_http_sse_redis_op_t **opp);
+    ngx_http_sse_redis_op_t **opp);
 void ngx_http_sse_redis_cancel(ngx_http_sse_redis_op_t *op);
 
 

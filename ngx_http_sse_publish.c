@@ -471,8 +471,7 @@ ngx_http_sse_redis_wait(ngx_http_request_t *r, ngx_http_sse_redis_entry_t *e,
     p->ntargets = n;
     p->nevents = nevents;
 
-    rc = ngx_http_sse_redis_append(e, ne, ngx_http_sse_redis_done, p, r->pool,
-                                   &p->op);
+    rc = ngx_http_sse_redis_append(e, ne, ngx_http_sse_redis_done, p, &p->op);
 
     if (rc == NGX_DECLINED) {
         /* the link's own log line said why, once: not one per request */

@@ -32,6 +32,9 @@
 #define NGX_HTTP_SSE_REDIS_READ_BLOCK   2000
 
 #define NGX_HTTP_SSE_REDIS_TICK         200
+
+/* entries one script call appends at most: a group is sent when it is full */
+#define NGX_HTTP_SSE_REDIS_GROUP        1000
 #define NGX_HTTP_SSE_REDIS_LEASE_TTL    3000
 #define NGX_HTTP_SSE_REDIS_LEASE_RENEW  1000
 #define NGX_HTTP_SSE_REDIS_BACKOFF_MIN  100
@@ -82,6 +85,15 @@ struct ngx_http_sse_redis_op_s {
 };
 
 
+/* the publishes of one turn of the event loop, in one script call */
+
+typedef struct {
+    ngx_uint_t                      nops;
+    ngx_uint_t                      nentries;
+    ngx_http_sse_redis_op_t        *ops[1];
+} ngx_http_sse_redis_group_t;
+
+
 typedef struct {
     ngx_http_sse_redis_conf_t      *conf;
     ngx_log_t                      *log;
@@ -101,6 +113,11 @@ typedef struct {
     u_char                          append_sha[41];
     u_char                          lease_sha[41];
     u_char                          release_sha[41];
+    ngx_pool_t                     *group_pool; /* this turn's publishes */
+    ngx_array_t                     group_entries;
+    ngx_array_t                     group_ops;
+    uint64_t                        group_deadline;
+    ngx_event_t                     group_send;
     unsigned                        is_reader:1;
     unsigned                        is_ingress:1;
     unsigned                        lease_pending:1;
@@ -172,7 +189,16 @@ static ngx_int_t ngx_http_sse_redis_convert(ngx_str_t *channel,
     ngx_str_t *payload, ngx_pool_t *pool, const char **err);
 static ngx_int_t ngx_http_sse_redis_send_append(
     ngx_http_sse_redis_entry_t *e, ngx_uint_t n, uint64_t deadline,
-    ngx_str_t *token, ngx_http_sse_redis_op_t *op, ngx_pool_t *pool);
+    ngx_str_t *token, redisCallbackFn *fn, void *privdata, ngx_pool_t *pool);
+static ngx_int_t ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e,
+    ngx_uint_t n, ngx_http_sse_redis_op_t *op);
+static void ngx_http_sse_redis_group_send(ngx_event_t *ev);
+static void ngx_http_sse_redis_group_fail(ngx_http_sse_redis_op_t **ops,
+    ngx_uint_t n);
+static void ngx_http_sse_redis_group_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_sse_redis_ids(redisReply *reply, ngx_uint_t from,
+    ngx_http_sse_redis_op_t *op);
 static void ngx_http_sse_redis_release(void);
 static void ngx_http_sse_redis_probe(void);
 
@@ -457,6 +483,10 @@ ngx_http_sse_redis_init_worker(ngx_cycle_t *cycle,
                                 (uint32_t) ngx_random(), ngx_time())
                     - rd->token_data;
 
+    rd->group_send.handler = ngx_http_sse_redis_group_send;
+    rd->group_send.log = cycle->log;
+    rd->group_send.data = rd;
+
     rd->tick.handler = ngx_http_sse_redis_tick_handler;
     rd->tick.log = cycle->log;
     rd->tick.data = rd;
@@ -482,6 +512,17 @@ ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle)
 
     if (rd->conf == NULL) {
         return;
+    }
+
+    if (rd->group_send.posted) {
+        ngx_delete_posted_event(&rd->group_send);
+    }
+
+    if (rd->group_pool) {
+        ngx_http_sse_redis_group_fail(rd->group_ops.elts,
+                                      rd->group_ops.nelts);
+        ngx_destroy_pool(rd->group_pool);
+        rd->group_pool = NULL;
     }
 
     ngx_http_sse_redis_release();
@@ -1320,10 +1361,9 @@ ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
 
 ngx_int_t
 ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
-    ngx_http_sse_redis_done_pt done, void *data, ngx_pool_t *pool,
+    ngx_http_sse_redis_done_pt done, void *data,
     ngx_http_sse_redis_op_t **opp)
 {
-    uint64_t                    deadline;
     ngx_msec_t                  margin;
     ngx_http_sse_redis_t       *rd;
     ngx_http_sse_redis_op_t    *op;
@@ -1344,24 +1384,282 @@ ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     op->data = data;
     op->n = n;
 
-    /*
-     * the script must run a quarter of the timeout before it ends here,
-     * so that its answer is back before the publisher is told 503
-     */
-
-    margin = rd->conf->timeout / 4;
-
-    deadline = (uint64_t) ((int64_t) ngx_http_sse_hub_now() + rd->offset)
-               + rd->conf->timeout - margin;
-
-    if (ngx_http_sse_redis_send_append(e, n, deadline, NULL, op, pool)
-        != NGX_OK)
+    if (rd->group_pool && rd->group_entries.nelts >= NGX_HTTP_SSE_REDIS_GROUP)
     {
+        /*
+         * a full group goes now, before this publish starts the next one:
+         * only publishes that already wait can hear from it at once
+         */
+        ngx_http_sse_redis_group_send(&rd->group_send);
+    }
+
+    if (rd->group_pool == NULL) {
+
+        /*
+         * the script must run a quarter of the timeout before the first
+         * publish of the group ends here, so that its answer is back before
+         * that publisher is told 503
+         */
+
+        margin = rd->conf->timeout / 4;
+
+        rd->group_deadline = (uint64_t) ((int64_t) ngx_http_sse_hub_now()
+                                         + rd->offset)
+                             + rd->conf->timeout - margin;
+    }
+
+    if (ngx_http_sse_redis_group_add(e, n, op) != NGX_OK) {
         ngx_free(op);
-        return NGX_DECLINED;
+        return NGX_ERROR;
     }
 
     *opp = op;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The publishes of one turn of the event loop go to Redis together, at the
+ * end of the turn, in one script call: a Lua run and a round trip for all
+ * of them, and readers get them as one batch.  The entries are copied, as
+ * a publisher's request may go before they are sent.
+ */
+
+static ngx_int_t
+ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
+    ngx_http_sse_redis_op_t *op)
+{
+    ngx_uint_t                   i;
+    ngx_pool_t                  *pool;
+    ngx_http_sse_redis_t        *rd;
+    ngx_http_sse_redis_op_t    **pop;
+    ngx_http_sse_redis_entry_t  *ge;
+
+    rd = &ngx_http_sse_redis;
+
+    if (rd->group_pool == NULL) {
+        pool = ngx_create_pool(16384, rd->log);
+        if (pool == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_array_init(&rd->group_entries, pool, 16,
+                           sizeof(ngx_http_sse_redis_entry_t))
+            != NGX_OK
+            || ngx_array_init(&rd->group_ops, pool, 8,
+                              sizeof(ngx_http_sse_redis_op_t *))
+               != NGX_OK)
+        {
+            ngx_destroy_pool(pool);
+            return NGX_ERROR;
+        }
+
+        rd->group_pool = pool;
+
+        ngx_post_event(&rd->group_send, &ngx_posted_events);
+    }
+
+    pool = rd->group_pool;
+
+    pop = ngx_array_push(&rd->group_ops);
+    if (pop == NULL) {
+        return NGX_ERROR;
+    }
+
+    *pop = op;
+
+    for (i = 0; i < n; i++) {
+        ge = ngx_array_push(&rd->group_entries);
+        if (ge == NULL) {
+            rd->group_ops.nelts--;
+            return NGX_ERROR;
+        }
+
+        *ge = e[i];
+
+#define ngx_http_sse_redis_copy(s)                                            \
+        if ((s).len) {                                                        \
+            (s).data = ngx_pstrdup(pool, &(s));                               \
+            if ((s).data == NULL) {                                           \
+                rd->group_ops.nelts--;                                        \
+                rd->group_entries.nelts--;                                    \
+                return NGX_ERROR;                                             \
+            }                                                                 \
+        }
+
+        ngx_http_sse_redis_copy(ge->op);
+        ngx_http_sse_redis_copy(ge->channel);
+        ngx_http_sse_redis_copy(ge->type);
+        ngx_http_sse_redis_copy(ge->data);
+
+#undef ngx_http_sse_redis_copy
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sse_redis_group_send(ngx_event_t *ev)
+{
+    ngx_uint_t                   nops;
+    ngx_pool_t                  *pool;
+    ngx_http_sse_redis_t        *rd;
+    ngx_http_sse_redis_group_t  *g;
+
+    rd = &ngx_http_sse_redis;
+    pool = rd->group_pool;
+
+    if (ev->posted) {
+        ngx_delete_posted_event(ev);
+    }
+
+    if (pool == NULL) {
+        return;
+    }
+
+    rd->group_pool = NULL;
+    nops = rd->group_ops.nelts;
+
+    g = ngx_alloc(offsetof(ngx_http_sse_redis_group_t, ops)
+                  + nops * sizeof(ngx_http_sse_redis_op_t *), rd->log);
+
+    if (g == NULL) {
+        ngx_http_sse_redis_group_fail(rd->group_ops.elts, nops);
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    g->nops = nops;
+    g->nentries = rd->group_entries.nelts;
+    ngx_memcpy(g->ops, rd->group_ops.elts,
+               nops * sizeof(ngx_http_sse_redis_op_t *));
+
+    if (rd->cmd.state != NGX_HTTP_SSE_REDIS_READY
+        || ngx_http_sse_redis_send_append(rd->group_entries.elts,
+                                          g->nentries, rd->group_deadline,
+                                          NULL,
+                                          ngx_http_sse_redis_group_reply, g,
+                                          pool)
+           != NGX_OK)
+    {
+        /* the link went since: these publishers hear it at once */
+        ngx_http_sse_redis_group_fail(g->ops, nops);
+        ngx_free(g);
+    }
+
+    /* hiredis has the command in its own buffer now */
+    ngx_destroy_pool(pool);
+}
+
+
+static void
+ngx_http_sse_redis_group_fail(ngx_http_sse_redis_op_t **ops, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (ops[i]->done) {
+            ops[i]->done(ops[i]->data, NGX_ERROR, NULL, 0);
+        }
+
+        ngx_free(ops[i]);
+    }
+}
+
+
+static void
+ngx_http_sse_redis_group_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                  *reply = r;
+    ngx_int_t                    rc;
+    ngx_uint_t                   i, from;
+    ngx_http_sse_hub_t          *hub;
+    ngx_http_sse_redis_op_t     *op;
+    ngx_http_sse_redis_group_t  *g = privdata;
+
+    rc = NGX_ERROR;
+
+    if (reply) {
+        ngx_http_sse_redis_replied(&ngx_http_sse_redis.cmd);
+    }
+
+    if (reply == NULL) {
+        /* the link went: cleanup has logged why */
+
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
+                      "sse: redis refused %ui publish(es): %s", g->nops,
+                      reply->str);
+
+        if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            /* scripts flushed: the handshake loads them again */
+            ngx_http_sse_redis_close(&ngx_http_sse_redis.cmd, NULL);
+        }
+
+    } else if (reply->type == REDIS_REPLY_ARRAY
+               && reply->elements == g->nentries)
+    {
+        rc = NGX_OK;
+
+        hub = ngx_http_sse_hub_get();
+
+        if (hub) {
+            (void) ngx_atomic_fetch_add(&hub->sh->redis.logged, g->nentries);
+        }
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
+                      "sse: unexpected reply to a publish, type %d",
+                      reply->type);
+    }
+
+    from = 0;
+
+    for (i = 0; i < g->nops; i++) {
+        op = g->ops[i];
+
+        if (op->done) {
+            op->done(op->data,
+                     (rc == NGX_OK) ? ngx_http_sse_redis_ids(reply, from, op)
+                                    : NGX_ERROR,
+                     op->ids, op->n);
+
+        } else if (rc == NGX_OK && op->data) {
+            ngx_log_error(NGX_LOG_WARN, ngx_http_sse_redis.log, 0,
+                          "sse: redis took a publish after "
+                          "sse_redis_timeout, answered 503");
+        }
+
+        from += op->n;
+        ngx_free(op);
+    }
+
+    ngx_free(g);
+}
+
+
+/* the ids of one publish, from its place in the group's reply */
+
+static ngx_int_t
+ngx_http_sse_redis_ids(redisReply *reply, ngx_uint_t from,
+    ngx_http_sse_redis_op_t *op)
+{
+    ngx_uint_t   i;
+    redisReply  *id;
+
+    for (i = 0; i < op->n; i++) {
+        id = reply->element[from + i];
+
+        if (id->type != REDIS_REPLY_STRING
+            || ngx_http_sse_id_parse((u_char *) id->str, id->len, &op->ids[i])
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     return NGX_OK;
 }
@@ -1376,7 +1674,7 @@ ngx_http_sse_redis_cancel(ngx_http_sse_redis_op_t *op)
 
 static ngx_int_t
 ngx_http_sse_redis_send_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
-    uint64_t deadline, ngx_str_t *token, ngx_http_sse_redis_op_t *op,
+    uint64_t deadline, ngx_str_t *token, redisCallbackFn *fn, void *privdata,
     ngx_pool_t *pool)
 {
     u_char                *p;
@@ -1447,8 +1745,7 @@ ngx_http_sse_redis_send_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
 #undef ngx_http_sse_redis_arg
 #undef ngx_http_sse_redis_num
 
-    if (redisAsyncCommandArgv(rd->cmd.ac, ngx_http_sse_redis_append_reply,
-                              op, (int) k, args, lens)
+    if (redisAsyncCommandArgv(rd->cmd.ac, fn, privdata, (int) k, args, lens)
         != REDIS_OK)
     {
         return NGX_ERROR;
@@ -2250,7 +2547,8 @@ ngx_http_sse_redis_convert(ngx_str_t *channel, ngx_str_t *payload,
     op->data = NULL;
     op->n = events.nelts;
 
-    if (ngx_http_sse_redis_send_append(e, events.nelts, 0, &rd->token, op,
+    if (ngx_http_sse_redis_send_append(e, events.nelts, 0, &rd->token,
+                                       ngx_http_sse_redis_append_reply, op,
                                        pool)
         != NGX_OK)
     {

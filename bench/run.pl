@@ -161,8 +161,8 @@ my @SCENARIOS = (
                    runs => [
                        { key => 'low',  rate => 10,  events => 150,   pub_conns => 2 },
                        { key => 'load', rate => 100, events => 1000,  pub_conns => 8 },
-                       { key => 'max',  rate => 0,   events => 3000,  pub_conns => 4 },
-                       { key => 'post', rate => 0,   events => 20000, pub_conns => 4,
+                       { key => 'max',  rate => 0,   events => 6000,  pub_conns => 32 },
+                       { key => 'post', rate => 0,   events => 20000, pub_conns => 32,
                          subs => 100 },
                    ] },
         quick => { subs => 400, channels => 1, size => 64, batch => 1, workers => 2,
