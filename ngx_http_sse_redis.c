@@ -135,6 +135,9 @@ static void ngx_http_sse_redis_del_read(void *data);
 static void ngx_http_sse_redis_add_write(void *data);
 static void ngx_http_sse_redis_del_write(void *data);
 static void ngx_http_sse_redis_cleanup(void *data);
+static void ngx_http_sse_redis_watch(ngx_http_sse_redis_link_t *link,
+    ngx_event_t *ev, ngx_int_t event);
+static void ngx_http_sse_redis_unwatch(ngx_event_t *ev, ngx_int_t event);
 static void ngx_http_sse_redis_read_handler(ngx_event_t *rev);
 static void ngx_http_sse_redis_write_handler(ngx_event_t *wev);
 static void ngx_http_sse_redis_connected(const redisAsyncContext *ac,
@@ -718,12 +721,8 @@ ngx_http_sse_redis_add_read(void *data)
 {
     ngx_http_sse_redis_link_t  *link = data;
 
-    if (link->c && !link->c->read->active) {
-        if (ngx_add_event(link->c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            link->reason = "cannot watch the socket";
-        }
+    if (link->c) {
+        ngx_http_sse_redis_watch(link, link->c->read, NGX_READ_EVENT);
     }
 }
 
@@ -733,8 +732,8 @@ ngx_http_sse_redis_del_read(void *data)
 {
     ngx_http_sse_redis_link_t  *link = data;
 
-    if (link->c && link->c->read->active) {
-        (void) ngx_del_event(link->c->read, NGX_READ_EVENT, 0);
+    if (link->c) {
+        ngx_http_sse_redis_unwatch(link->c->read, NGX_READ_EVENT);
     }
 }
 
@@ -752,11 +751,7 @@ ngx_http_sse_redis_add_write(void *data)
 
     wev = link->c->write;
 
-    if (!wev->active) {
-        if (ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
-            link->reason = "cannot watch the socket";
-        }
-    }
+    ngx_http_sse_redis_watch(link, wev, NGX_WRITE_EVENT);
 
     /*
      * a command goes out at the end of this turn of the event loop, with
@@ -777,8 +772,27 @@ ngx_http_sse_redis_del_write(void *data)
 {
     ngx_http_sse_redis_link_t  *link = data;
 
-    if (link->c && link->c->write->active) {
-        (void) ngx_del_event(link->c->write, NGX_WRITE_EVENT, 0);
+    if (link->c) {
+        ngx_http_sse_redis_unwatch(link->c->write, NGX_WRITE_EVENT);
+    }
+}
+
+
+static void
+ngx_http_sse_redis_watch(ngx_http_sse_redis_link_t *link, ngx_event_t *ev,
+    ngx_int_t event)
+{
+    if (!ev->active && ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
+        link->reason = "cannot watch the socket";
+    }
+}
+
+
+static void
+ngx_http_sse_redis_unwatch(ngx_event_t *ev, ngx_int_t event)
+{
+    if (ev->active) {
+        (void) ngx_del_event(ev, event, 0);
     }
 }
 
