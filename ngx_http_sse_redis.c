@@ -166,8 +166,6 @@ static void ngx_http_sse_redis_cmd_ready(ngx_http_sse_redis_link_t *link);
 static void ngx_http_sse_redis_clock(void);
 static void ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_sse_redis_append_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
 
 static void ngx_http_sse_redis_tick_handler(ngx_event_t *ev);
 static void ngx_http_sse_redis_elect(void);
@@ -1771,74 +1769,6 @@ ngx_http_sse_redis_send_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
 }
 
 
-static void
-ngx_http_sse_redis_append_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply               *reply = r;
-    ngx_int_t                 rc;
-    ngx_uint_t                i;
-    ngx_http_sse_hub_t       *hub;
-    ngx_http_sse_redis_op_t  *op = privdata;
-
-    rc = NGX_ERROR;
-
-    if (reply) {
-        ngx_http_sse_redis_replied(&ngx_http_sse_redis.cmd);
-    }
-
-    if (reply == NULL) {
-        /* the link went: cleanup has logged why */
-
-    } else if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
-                      "sse: redis refused a publish: %s", reply->str);
-
-        if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-            /* scripts flushed: the handshake loads them again */
-            ngx_http_sse_redis_close(&ngx_http_sse_redis.cmd, NULL);
-        }
-
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == op->n) {
-        rc = NGX_OK;
-
-        for (i = 0; i < op->n; i++) {
-            if (reply->element[i]->type != REDIS_REPLY_STRING
-                || ngx_http_sse_id_parse((u_char *) reply->element[i]->str,
-                                         reply->element[i]->len, &op->ids[i])
-                   != NGX_OK)
-            {
-                rc = NGX_ERROR;
-                break;
-            }
-        }
-
-        hub = ngx_http_sse_hub_get();
-
-        if (rc == NGX_OK && hub) {
-            (void) ngx_atomic_fetch_add(&hub->sh->redis.logged, op->n);
-        }
-
-        if (rc == NGX_OK && op->done == NULL && op->data) {
-            ngx_log_error(NGX_LOG_WARN, ngx_http_sse_redis.log, 0,
-                          "sse: redis took a publish after "
-                          "sse_redis_timeout, answered 503");
-        }
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
-                      "sse: unexpected reply to a publish, type %d",
-                      reply->type);
-    }
-
-    if (op->done) {
-        op->done(op->data, rc, op->ids, op->n);
-    }
-
-    ngx_free(op);
-}
-
-
 /* the tick: the node's reader, the lease, the clock, and exiting */
 
 static void
@@ -2485,6 +2415,7 @@ ngx_http_sse_redis_convert(ngx_str_t *channel, ngx_str_t *payload,
     ngx_http_sse_fields_t       *ev;
     ngx_http_sse_redis_t        *rd;
     ngx_http_sse_redis_op_t     *op;
+    ngx_http_sse_redis_group_t  *g;
     ngx_http_sse_redis_entry_t  *e;
 
     rd = &ngx_http_sse_redis;
@@ -2551,9 +2482,16 @@ ngx_http_sse_redis_convert(ngx_str_t *channel, ngx_str_t *payload,
         return NGX_DECLINED;
     }
 
+    /* a group of one, sent at once, that appends only under the lease */
+
+    g = ngx_alloc(offsetof(ngx_http_sse_redis_group_t, ops)
+                  + sizeof(ngx_http_sse_redis_op_t *), rd->log);
     op = ngx_alloc(sizeof(ngx_http_sse_redis_op_t)
                    + events.nelts * sizeof(ngx_http_sse_id_t), rd->log);
-    if (op == NULL) {
+
+    if (g == NULL || op == NULL) {
+        ngx_free(g);
+        ngx_free(op);
         return NGX_ERROR;
     }
 
@@ -2561,11 +2499,16 @@ ngx_http_sse_redis_convert(ngx_str_t *channel, ngx_str_t *payload,
     op->data = NULL;
     op->n = events.nelts;
 
+    g->nops = 1;
+    g->nentries = events.nelts;
+    g->ops[0] = op;
+
     if (ngx_http_sse_redis_send_append(e, events.nelts, 0, &rd->token,
-                                       ngx_http_sse_redis_append_reply, op,
+                                       ngx_http_sse_redis_group_reply, g,
                                        pool)
         != NGX_OK)
     {
+        ngx_free(g);
         ngx_free(op);
         *err = "redis unavailable";
         return NGX_DECLINED;

@@ -76,6 +76,8 @@ struct ngx_http_sse_sub_s {
 };
 
 
+static ngx_int_t ngx_http_sse_stream_open(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sse_stream_run(ngx_http_sse_sub_t *sub);
 static ngx_int_t ngx_http_sse_stream_headers(ngx_http_request_t *r);
 static ngx_http_sse_sub_t *ngx_http_sse_sub_create(ngx_http_request_t *r,
     ngx_uint_t n);
@@ -306,17 +308,9 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
         return ngx_http_sse_error(r, NGX_HTTP_BAD_REQUEST, err);
     }
 
-    if (ngx_http_sse_stream_headers(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (r->method == NGX_HTTP_HEAD) {
-        return ngx_http_send_header(r);
-    }
-
-    if (ngx_exiting) {
-        /* a worker on its way out: the client is told to come back */
-        return ngx_http_sse_send_retry_only(r, slcf);
+    rc = ngx_http_sse_stream_open(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     sub = ngx_http_sse_sub_create(r, n);
@@ -345,6 +339,43 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
 
     ngx_http_sse_sub_log(sub, NGX_LOG_INFO, "opened");
 
+    return ngx_http_sse_stream_run(sub);
+}
+
+
+/*
+ * The stream's headers; NGX_DECLINED when the stream goes on, else what
+ * the handler answers (HEAD: the headers only; an exiting worker: come
+ * back, with the retry line)
+ */
+
+static ngx_int_t
+ngx_http_sse_stream_open(ngx_http_request_t *r)
+{
+    if (ngx_http_sse_stream_headers(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (r->method == NGX_HTTP_HEAD) {
+        return ngx_http_send_header(r);
+    }
+
+    if (ngx_exiting) {
+        return ngx_http_sse_send_retry_only(r,
+                          ngx_http_get_module_loc_conf(r, ngx_http_sse_module));
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the stream has its subscriber: it starts, and lives on after the handler */
+
+static ngx_int_t
+ngx_http_sse_stream_run(ngx_http_sse_sub_t *sub)
+{
+    ngx_int_t  rc;
+
     rc = ngx_http_sse_stream_start(sub);
 
     if (rc != NGX_OK) {
@@ -353,7 +384,7 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
 
     ngx_http_sse_stream_go_on(sub);
 
-    r->main->count++;
+    sub->r->main->count++;
 
     return NGX_DONE;
 }
@@ -367,27 +398,17 @@ ngx_http_sse_stream_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_sse_stream_feed(ngx_http_request_t *r, ngx_http_sse_feed_t *feed)
 {
-    ngx_int_t                 rc;
-    ngx_http_sse_sub_t       *sub;
-    ngx_http_sse_loc_conf_t  *slcf;
+    ngx_int_t            rc;
+    ngx_http_sse_sub_t  *sub;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_sse_module);
-
-    if (ngx_http_sse_stream_headers(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (r->method == NGX_HTTP_HEAD) {
-        return ngx_http_send_header(r);
-    }
-
-    if (ngx_exiting) {
-        return ngx_http_sse_send_retry_only(r, slcf);
+    rc = ngx_http_sse_stream_open(r);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     sub = ngx_http_sse_sub_create(r, 0);
@@ -406,16 +427,7 @@ ngx_http_sse_stream_feed(ngx_http_request_t *r, ngx_http_sse_feed_t *feed)
     ngx_queue_insert_tail(&ngx_http_sse_subs, &sub->queue);
     sub->attached = 1;
 
-    rc = ngx_http_sse_stream_start(sub);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    ngx_http_sse_stream_go_on(sub);
-
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_http_sse_stream_run(sub);
 }
 
 
