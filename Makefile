@@ -186,6 +186,7 @@ test-valgrind: deps build
 # (--quick, --scenarios 1,3, --targets sse)
 bench: deps build
 	$(MAKE) -C bench BENCH_ARGS='$(BENCH_ARGS)'
+	$(MAKE) --no-print-directory soak
 
 # --------------------------------------------------------------- clean
 
