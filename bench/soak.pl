@@ -51,7 +51,8 @@
 #   - every resumer got every event published on its channels after its
 #     first Last-Event-ID (all the 201 answers with a larger id), exactly
 #     once, in order, with the id the publish answer gave (for a batch's
-#     last event; earlier ones: an id below it), type and data intact;
+#     last event; its earlier ones: an id between the answer before, on
+#     that channel from that publisher, and it), type and data intact;
 #   - every publish answered 201;
 #   - error.log has no [alert], [crit], [emerg], "exited on signal".
 #
@@ -921,8 +922,11 @@ for my $i (0 .. $#RES_SETS) {
             $v{dup}++, $ex->("p=" . ($key =~ s| | c=|r) . " n=$n twice (id $id)") if $seen{$n}++;
             $rid{$n} //= $id;
         }
+        my $prev_rid;       # the id of the request before, on this (p c)
         for my $r (@{ $pub{$key} }) {
             my ($n1, $n2, $st, $rid) = @$r;
+            my $below = $prev_rid;
+            $prev_rid = $rid if SSETest::parse_id($rid);
             if ($st != 201) {
                 for my $n ($n1 .. $n2) { $v{uncertain_got}++ if $seen{$n} }
                 delete @seen{ $n1 .. $n2 };
@@ -945,10 +949,13 @@ for my $i (0 .. $#RES_SETS) {
                     next;
                 }
                 delete $seen{$n};
-                my $ok = $n == $n2 ? $rid{$n} eq $rid : SSETest::id_cmp($rid{$n}, $rid) < 0;
+                # a batch's earlier events: between the request before and its last
+                my $ok = $n == $n2 ? $rid{$n} eq $rid
+                       : SSETest::id_cmp($rid{$n}, $rid) < 0
+                         && (!defined $below || SSETest::id_cmp($rid{$n}, $below) > 0);
                 unless ($ok) {
                     $v{wrong_id}++;
-                    $ex->("p=" . ($key =~ s| | c=|r) . " n=$n got id $rid{$n}, publish answered $rid" . ($n == $n2 ? '' : ' (batch: an id below)'));
+                    $ex->("p=" . ($key =~ s| | c=|r) . " n=$n got id $rid{$n}, publish answered $rid" . ($n == $n2 ? '' : ' (a batch: an id below it, above ' . ($below // '-') . ')'));
                 }
             }
         }
@@ -1026,6 +1033,7 @@ out(head_text());
 out(row_text($_)) for @SAMPLES;
 chart('zone_bytes_used', 'zone', 1048576, 'MiB');
 chart('workers\' VmRSS (sum)', 'rss', 1024, 'MiB');
+chart('workers\' RssAnon (sum; their own memory, without the zone\'s pages)', 'anon', 1024, 'MiB');
 out('');
 out('Measures (median of 3 samples 2 s apart, after the pause, the fill and the settle period):');
 out(sprintf '  %-6s %12s %10s %10s %10s %10s %5s %6s %5s', '', 'zone_used', 'rss_kB', 'anon_kB', 'shm_kB', 'master_kB', 'subs', 'kept', 'chans');
