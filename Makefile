@@ -202,6 +202,7 @@ test-valgrind-ci: deps build
 # (--quick, --scenarios 1,3, --targets sse)
 bench: deps build
 	$(MAKE) -C bench BENCH_ARGS='$(BENCH_ARGS)'
+	$(MAKE) --no-print-directory soak
 
 # --------------------------------------------------------------- clean
 
