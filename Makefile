@@ -6,7 +6,12 @@
 #   make test-valgrind  the same with nginx under valgrind (slow)
 #   make run        deps + build, then the demo on http://127.0.0.1:8080/
 #   make stop       stop that demo
-#   make bench      the benchmark against nchan (bench/), minutes
+#   make bench      the benchmark against nchan (bench/), then make soak
+#   make soak       the soak alone (mk/soak.mk), SOAK_MINUTES=30
+#   make deb        the Debian package (mk/deb.mk)
+#   make fuzz       the fuzzers, longer than make test runs them (mk/fuzz.mk)
+#   make test-browser  the Chromium tests alone (mk/browser.mk)
+#   make poll-nginx an nginx with poll/select for t/69-poll.t (mk/poll.mk)
 #   make clean      remove build/
 #
 #   make NGINX_SRC=/path/to/nginx      build (and test, run) against an
