@@ -73,6 +73,10 @@
 #define MAX_PORTS     64                /* servers in --port */
 #define MAX_GROUPS    16                /* --pidfile and --pids groups */
 
+#ifndef PROG
+#define PROG          "ssebench"        /* h2bench.c names itself */
+#endif
+
 /* ------------------------------------------------------------ options */
 
 /* What --pidfile or --pids names: the processes of one server, sampled
@@ -92,12 +96,19 @@ static struct opts {
     struct group groups[MAX_GROUPS];
     uint32_t ngroups;
     const char *label;
+#ifdef SSEBENCH_H2
+    int h2_port;                        /* subscribers: HTTP/2 over TLS there */
+    uint32_t streams;                   /* streams per HTTP/2 connection */
+#endif
 } O = {
     .sub_prefix = "/events/", .pub_prefix = "/pub/", .chan_prefix = "c",
     .subs = 100, .channels = 1, .addrs = 1, .procs = 1, .concurrency = 256,
     .connect_timeout = 60, .drain_timeout = 10,
     .events = 1000, .size = 64, .batch = 1, .pub_conns = 4,
     .label = "",
+#ifdef SSEBENCH_H2
+    .streams = 100,
+#endif
 };
 
 static const char usage_text[] =
@@ -145,6 +156,16 @@ static const char usage_text[] =
 "                           in \"servers\" and summed in the totals\n"
 "  --label STR              copied into the JSON\n"
 "\n"
+#ifdef SSEBENCH_H2
+"\n"
+"h2bench: the subscribers are HTTP/2 streams over TLS (ALPN h2, the server's\n"
+"certificate not checked); the publisher stays on plain HTTP/1.1 (--port).\n"
+"  --h2-port Q              the subscribers' TLS port on 127.0.0.1 (required)\n"
+"  --streams S              streams per connection (default 100): N\n"
+"                           subscribers make ceil(N/S) connections, and\n"
+"                           --connect-concurrency counts connections\n"
+#endif
+"\n"
 "The JSON has, among others, latency_us (POST sent to event received, over\n"
 "every delivery) and post_latency_us (POST sent to its answer received).\n"
 "  -v, --verbose            progress on stderr\n"
@@ -168,9 +189,9 @@ static void vmsg(const char *fmt, va_list ap)
     int n = 0;
 
     if (child_index >= 0)
-        n = snprintf(line, sizeof line, "ssebench: child %d: ", child_index);
+        n = snprintf(line, sizeof line, PROG ": child %d: ", child_index);
     else
-        n = snprintf(line, sizeof line, "ssebench: ");
+        n = snprintf(line, sizeof line, PROG ": ");
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     fprintf(stderr, "%s\n", line);
 }
@@ -931,6 +952,70 @@ static void sse_feed(struct sub *s, const char *p, size_t n, uint64_t now)
     }
 }
 
+static void sub_close_fd(struct sub *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);                   /* also leaves the epoll set */
+    s->fd = -1;
+    sub_free_buf(s);
+}
+
+/* A subscriber's response head said 200: it now counts as connected. */
+static void sub_connected(struct sub *s, bool chunked)
+{
+    s->state = S_STREAM;
+    s->ck = chunked ? CK_SIZE : CK_RAW;
+    s->ck_left = 0;
+    ch.connected++;
+    ch.warm_waiting++;
+    if (ch.expect[s->chan] == 0)
+        s->flags |= F_DONE;             /* nothing will be published to it */
+    else
+        ch.waiting++;
+}
+
+/* The server ended a connected subscriber's stream. */
+static void sub_closed(struct sub *s)
+{
+    sub_close_fd(s);
+    s->state = S_CLOSED;
+    if (!(s->flags & F_DONE)) {
+        ch.st.closed_early++;
+        ch.waiting--;
+    }
+    if (!(s->flags & F_WARM))
+        ch.warm_waiting--;
+    /* a few examples; thousands of lines would bury the rest */
+    if (++ch.closes_logged <= 3)
+        verbose("subscriber %u closed by the server after %u events%s", s->idx, s->unique,
+                ch.closes_logged == 3 ? " (further closes not shown)" : "");
+}
+
+/* Queues what the transport retries (a subscriber here, a connection in
+ * h2bench.c) by its index, due after the fixed backoff. */
+static void rq_push(uint32_t idx, uint64_t due)
+{
+    uint32_t at = (ch.rq_head + ch.rq_len++) % ch.n;
+
+    ch.rq[at] = idx;
+    ch.rq_due[at] = due;
+}
+
+#define KEY_CTL UINT64_MAX      /* the epoll key of the parent's socket */
+
+/* ------------------------------------------------------------ transport
+ * How subscribers reach the server.  Here: one HTTP/1.1 connection each,
+ * the chunked body fed to sse_feed.  h2bench.c compiles this file with
+ * SSEBENCH_H2 and brings its own: streams over HTTP/2 connections on TLS.
+ * Either defines these four; the rest of the child is shared. */
+
+static void transport_init(void);
+static void transport_event(uint64_t key, uint32_t events);     /* not KEY_CTL */
+static void pump_connects(uint64_t now);
+static void connect_give_up(void);
+
+#ifndef SSEBENCH_H2
+
 struct feed_ctx {
     struct sub *s;
     uint64_t now;
@@ -951,23 +1036,6 @@ static uint64_t sub_key(const struct sub *s)
     return (uint64_t)s->tries << 32 | (uint32_t)(s - ch.subs);
 }
 
-#define KEY_CTL UINT64_MAX
-
-static void rq_push(struct sub *s, uint64_t due)
-{
-    uint32_t at = (ch.rq_head + ch.rq_len++) % ch.n;
-
-    ch.rq[at] = (uint32_t)(s - ch.subs);
-    ch.rq_due[at] = due;
-}
-
-static void sub_close_fd(struct sub *s)
-{
-    if (s->fd >= 0)
-        close(s->fd);                   /* also leaves the epoll set */
-    s->fd = -1;
-    sub_free_buf(s);
-}
 
 /* A connect attempt failed: retry after the backoff, or give up. */
 static void sub_attempt_failed(struct sub *s, uint64_t now)
@@ -977,7 +1045,7 @@ static void sub_attempt_failed(struct sub *s, uint64_t now)
     sub_close_fd(s);
     if (s->tries < CONNECT_TRIES) {
         s->state = S_QUEUED;
-        rq_push(s, now + RETRY_NS);
+        rq_push((uint32_t)(s - ch.subs), now + RETRY_NS);
     } else {
         s->state = S_FAILED;
         ch.failed++;
@@ -1036,37 +1104,6 @@ static void sub_send_request(struct sub *s, uint64_t now)
     epoll_set(ch.ep, EPOLL_CTL_MOD, s->fd, EPOLLIN, sub_key(s));
 }
 
-static void sub_connected(struct sub *s, bool chunked)
-{
-    s->state = S_STREAM;
-    s->ck = chunked ? CK_SIZE : CK_RAW;
-    s->ck_left = 0;
-    ch.inflight--;
-    ch.connected++;
-    ch.warm_waiting++;
-    if (ch.expect[s->chan] == 0)
-        s->flags |= F_DONE;             /* nothing will be published to it */
-    else
-        ch.waiting++;
-}
-
-/* The server ended a connected subscriber's stream. */
-static void sub_closed(struct sub *s)
-{
-    sub_close_fd(s);
-    s->state = S_CLOSED;
-    if (!(s->flags & F_DONE)) {
-        ch.st.closed_early++;
-        ch.waiting--;
-    }
-    if (!(s->flags & F_WARM))
-        ch.warm_waiting--;
-    /* a few examples; thousands of lines would bury the rest */
-    if (++ch.closes_logged <= 3)
-        verbose("subscriber %u closed by the server after %u events%s", s->idx, s->unique,
-                ch.closes_logged == 3 ? " (further closes not shown)" : "");
-}
-
 static void feed_body(struct sub *s, const char *p, size_t n, uint64_t now)
 {
     struct feed_ctx fc = { s, now };
@@ -1115,6 +1152,7 @@ static void sub_read_head(struct sub *s)
     size_t rest = s->buf_len - head_len;
     memcpy(ch.rbuf, s->buf + head_len, rest);
     sub_free_buf(s);
+    ch.inflight--;
     sub_connected(s, h.chunked);
     if (rest)
         feed_body(s, ch.rbuf, rest, now);
@@ -1183,6 +1221,22 @@ static void connect_give_up(void)
     ch.next_fresh = ch.n;
     ch.rq_len = 0;
 }
+
+static void transport_init(void)
+{
+}
+
+/* An epoll event of subscriber key's socket: the key also carries the
+ * attempt it was armed for, so an event of a closed attempt is dropped. */
+static void transport_event(uint64_t key, uint32_t events)
+{
+    struct sub *s = &ch.subs[(uint32_t)key];
+
+    if (s->fd >= 0 && s->tries == (uint8_t)(key >> 32))
+        sub_event(s, events);
+}
+
+#endif /* !SSEBENCH_H2 */
 
 /* --- reports to the parent */
 
@@ -1339,6 +1393,7 @@ static void child_init(int ctl)
         words += plan[s->chan] / 64 + 1;
     }
     ch.bits = xcalloc(words, sizeof *ch.bits);
+    transport_init();
 }
 
 static void child_main(int ctl)
@@ -1362,9 +1417,7 @@ static void child_main(int ctl)
                 child_ctl(msgbuf, cap);
                 continue;
             }
-            struct sub *s = &ch.subs[(uint32_t)key];
-            if (s->fd >= 0 && s->tries == (uint8_t)(key >> 32))
-                sub_event(s, ev[i].events);
+            transport_event(key, ev[i].events);
         }
         child_tick(now_ns());
     }
@@ -1466,15 +1519,18 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* One sample: each group's figures, and their sums. */
+/* One sample: each group's figures, and their sums.  syscw: the write-type
+ * system calls (write, writev, sendmsg, ...) the processes have made, from
+ * /proc/<pid>/io, without a pid file's master: the workers do the writing,
+ * and the master's count would only add its own log lines. */
 struct sample {
-    bool taken, pss_ok;
+    bool taken, pss_ok, syscw_ok;
     double cpu_s;
-    uint64_t rss_kb, pss_kb;
+    uint64_t rss_kb, pss_kb, syscw;
     struct {
         bool pss_ok;
         double cpu_s;
-        uint64_t rss_kb, pss_kb;
+        uint64_t rss_kb, pss_kb, syscw;
     } g[MAX_GROUPS];
 };
 
@@ -1487,6 +1543,7 @@ static void sample_server(struct sample *s)
         return;
     s->taken = true;
     s->pss_ok = true;
+    s->syscw_ok = true;
     for (uint32_t g = 0; g < O.ngroups; g++) {
         const struct group *gr = &O.groups[g];
         pid_t *list = server_pid_list[g];
@@ -1506,10 +1563,19 @@ static void sample_server(struct sample *s)
                 s->g[g].pss_ok = false;
             else
                 s->g[g].pss_kb += (uint64_t)pss;
+            if (gr->pidfile && i == 0)
+                continue;               /* the master */
+            snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+            long long w = proc_field(path, "syscw:");
+            if (w < 0)
+                s->syscw_ok = false;    /* not ours to read, or gone */
+            else
+                s->g[g].syscw += (uint64_t)w;
         }
         s->cpu_s += s->g[g].cpu_s;
         s->rss_kb += s->g[g].rss_kb;
         s->pss_kb += s->g[g].pss_kb;
+        s->syscw += s->g[g].syscw;
         s->pss_ok = s->pss_ok && s->g[g].pss_ok;
     }
 }
@@ -1585,7 +1651,7 @@ static void set_fatal(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(P.fatal, sizeof P.fatal, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "ssebench: %s\n", P.fatal);
+    fprintf(stderr, PROG ": %s\n", P.fatal);
 }
 
 static void on_signal(int sig)
@@ -2362,6 +2428,14 @@ static void print_server(void)
            num(b[0], cpu, 3, cpu_ok),
            num(b[1], cpu * 1e6 / (double)P.total.deliveries, 2,
                cpu_ok && P.total.deliveries));
+    /* a worker that exited during the phase takes its count with it: the
+     * figure is then too low, and null would hide what is known */
+    bool w_ok = cpu_ok && P.s_start.syscw_ok && P.s_end.syscw_ok &&
+                P.s_end.syscw >= P.s_start.syscw;
+    double writes = (double)(P.s_end.syscw - P.s_start.syscw);
+    printf(" \"server_write_calls\":%s, \"writes_per_event\":%s,\n",
+           num(b[2], writes, 0, w_ok),
+           num(b[3], writes / (double)P.published, 2, w_ok && P.published));
     json_mem("server_rss_kb", mem, false);
     json_mem("server_pss_kb", mem, true);
     printf(" \"rss_per_sub_bytes\":%s, \"pss_per_sub_bytes\":%s,\n",
@@ -2507,7 +2581,7 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 256, O_SUBP, O_PUBP, O_CHP, O_SUBS, O_CHANS, O_ADDRS, O_PROCS,
            O_CONC, O_CTO, O_HOLD, O_EVENTS, O_RATE, O_SIZE, O_BATCH, O_PUBF, O_PUBC,
-           O_ORDERED, O_DRAIN, O_PIDS, O_PIDFILE, O_LABEL };
+           O_ORDERED, O_DRAIN, O_PIDS, O_PIDFILE, O_LABEL, O_H2PORT, O_STREAMS };
     static const struct option lopts[] = {
         { "port", 1, 0, O_PORT }, { "sub-prefix", 1, 0, O_SUBP },
         { "pub-prefix", 1, 0, O_PUBP }, { "channel-prefix", 1, 0, O_CHP },
@@ -2520,6 +2594,9 @@ static void parse_args(int argc, char **argv)
         { "ordered", 0, 0, O_ORDERED }, { "drain-timeout", 1, 0, O_DRAIN },
         { "pids", 1, 0, O_PIDS }, { "pidfile", 1, 0, O_PIDFILE },
         { "label", 1, 0, O_LABEL }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' },
+#ifdef SSEBENCH_H2
+        { "h2-port", 1, 0, O_H2PORT }, { "streams", 1, 0, O_STREAMS },
+#endif
         { 0, 0, 0, 0 },
     };
     int c;
@@ -2551,6 +2628,10 @@ static void parse_args(int argc, char **argv)
         case O_PIDS:    add_group(NULL, optarg); break;
         case O_PIDFILE: add_pidfiles(optarg); break;
         case O_LABEL:   O.label = optarg; break;
+#ifdef SSEBENCH_H2
+        case O_H2PORT:  O.h2_port = (int)arg_u32(name, optarg, 1, 65535); break;
+        case O_STREAMS: O.streams = arg_u32(name, optarg, 1, 100000); break;
+#endif
         case 'v':       O.verbose = true; break;
         case 'h':       fputs(usage_text, stdout); exit(0);
         case O_PUBF:
@@ -2565,6 +2646,10 @@ static void parse_args(int argc, char **argv)
         die("unexpected argument '%s' (see --help)", argv[optind]);
     if (!O.nports)
         die("--port is required (see --help)");
+#ifdef SSEBENCH_H2
+    if (!O.h2_port)
+        die("--h2-port is required (see --help)");
+#endif
     if (O.pub_conns < O.nports)
         die("--pub-conns %u: at least one publisher connection per port (%u ports)",
             O.pub_conns, O.nports);
@@ -2574,12 +2659,17 @@ static void parse_args(int argc, char **argv)
         die("--events x --size is too large");
 }
 
-/* Each child holds ceil(N/P) sockets: raise the soft limit to the hard
- * one and refuse a split that cannot fit. */
+/* Each child holds ceil(N/P) sockets (h2bench: its subscribers'
+ * connections): raise the soft limit to the hard one and refuse a split
+ * that cannot fit. */
 static void check_fd_limit(void)
 {
     struct rlimit rl;
-    uint64_t per_child = (O.subs + O.procs - 1) / O.procs + 32;
+    uint64_t per_child = (O.subs + O.procs - 1) / O.procs;
+#ifdef SSEBENCH_H2
+    per_child = (per_child + O.streams - 1) / O.streams;
+#endif
+    per_child += 32;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
