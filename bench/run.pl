@@ -2,7 +2,7 @@
 # The side-by-side benchmark: ngx_http_sse_module against nchan, same
 # machine, same run, same scenarios, same load client (bench/ssebench).
 #
-#   bench/run.pl                      all six scenarios, full size
+#   bench/run.pl                      every scenario, full size
 #   bench/run.pl --quick              the same scenarios, small (make test)
 #   bench/run.pl --scenarios 1,3      some of them
 #   bench/run.pl --targets sse        only our module
@@ -15,6 +15,12 @@
 # shared memory), ssebench runs against it, and nginx is stopped.  The
 # table of figures, with the ratio ours/nchan, is printed at the end and
 # written with the raw JSON to --out (default build/bench/).
+#
+# Scenario 7 (parts 7a and 7b) is HTTP/2 over TLS: the subscribers are
+# streams on TLS connections to a second listener (`listen ... ssl http2`,
+# a self-signed ECDSA certificate made for the run with openssl), from
+# bench/h2bench (ssebench's publisher and checks, nghttp2 streams); the
+# publisher POSTs over plain HTTP/1.1 as in the other scenarios.
 #
 # Scenario 6 is ours alone, Redis mode against local mode: a redis-server
 # of its own (loopback, free port, no persistence), two nginx nodes with
@@ -45,10 +51,11 @@ my $BENCH = dirname(abs_path(__FILE__));
 my $REPO  = dirname($BENCH);
 
 my %opt = (
-    scenarios => '1,2,3,4,5,6',
+    scenarios => '1,2,3,4,5,6,7',
     targets   => 'sse,nchan',
     out       => "$REPO/build/bench",
     client    => "$BENCH/ssebench",
+    h2client  => "$BENCH/h2bench",
     quick     => 0,
     verbose   => 0,
     local_workers => undef,
@@ -59,10 +66,11 @@ GetOptions(
     'targets=s'   => \$opt{targets},
     'out=s'       => \$opt{out},
     'client=s'    => \$opt{client},
+    'h2client=s'  => \$opt{h2client},
     'quick'       => \$opt{quick},
     'local-workers=i' => \$opt{local_workers},
     'verbose|v'   => \$opt{verbose},
-) or die "usage: $0 [--quick] [--scenarios 1,2,...] [--targets sse,nchan] [--out DIR]"
+) or die "usage: $0 [--quick] [--scenarios 1,2,...,7,7a,7b] [--targets sse,nchan] [--out DIR]"
         . " [--local-workers N]\n";
 
 my $NGINX = $ENV{NGINX_BIN} || '/usr/sbin/nginx';
@@ -72,6 +80,7 @@ my $NCHAN_SO = $ENV{NCHAN_MODULE} || '/usr/lib/nginx/modules/ngx_nchan_module.so
 # when ours runs in another (make bench NGINX_SRC=...)
 my $NCHAN_NGINX = $ENV{NCHAN_NGINX_BIN} || '/usr/sbin/nginx';
 my $REDIS = $ENV{REDIS_SERVER} || 'redis-server';
+my $OPENSSL = $ENV{OPENSSL_BIN} || 'openssl';
 
 die "load client $opt{client} not found: build it with make -C bench\n"
     unless -x $opt{client};
@@ -177,6 +186,37 @@ my @SCENARIOS = (
     },
 );
 
+# Scenario 7, HTTP/2 over TLS, in two parts: many streams on few
+# connections (7a), and many connections of one stream each (7b).  streams:
+# streams per connection.  The rate stays below what either target
+# saturates at, so that the latencies are those of a pass over the streams,
+# not of a queue; hold: idle seconds after connecting, before the memory
+# sample (as scenario 4).
+push @SCENARIOS,
+    {
+        id => 7, part => 'a', h2 => 1,
+        name => 'HTTP/2 + TLS: 10,000 streams over 50 connections, 1 channel',
+        full  => { subs => 10000, streams => 200, channels => 1, rate => 5, events => 40,
+                   size => 64, batch => 1, pub_conns => 2, workers => 2,
+                   procs => 1, addrs => 1, hold => 5 },
+        quick => { subs => 200, streams => 40, channels => 1, rate => 20, events => 20,
+                   size => 64, batch => 1, pub_conns => 2, workers => 2,
+                   procs => 1, addrs => 1, hold => 1 },
+    },
+    {
+        id => 7, part => 'b', h2 => 1,
+        name => 'HTTP/2 + TLS: 2,000 connections of one stream each, 1 channel',
+        full  => { subs => 2000, streams => 1, channels => 1, rate => 5, events => 40,
+                   size => 64, batch => 1, pub_conns => 2, workers => 2,
+                   procs => 1, addrs => 1, hold => 5 },
+        quick => { subs => 50, streams => 1, channels => 1, rate => 20, events => 20,
+                   size => 64, batch => 1, pub_conns => 2, workers => 2,
+                   procs => 1, addrs => 1, hold => 1 },
+    };
+
+# A scenario's name in the table and its key in the JSON: 1 .. 6, 7a, 7b
+sub sc_key { my ($sc) = @_; $sc->{id} . ($sc->{part} // '') }
+
 # what each measurement of scenario 6 is, for the table
 my %RUN_WHAT = (
     low  => 'below saturation',
@@ -185,7 +225,11 @@ my %RUN_WHAT = (
     post => 'max POST rate',
 );
 
+# --scenarios 7 is both parts of scenario 7, 7a one of them
 my %want = map { $_ => 1 } split /,/, $opt{scenarios};
+my @wanted = grep { $want{ $_->{id} } || $want{ sc_key($_) } } @SCENARIOS;
+die "HTTP/2 load client $opt{h2client} not found: build it with make -C bench\n"
+    if grep({ $_->{h2} } @wanted) && !-x $opt{h2client};
 my @targets = split /,/, $opt{targets};
 for my $t (@targets) {
     die "unknown target $t (sse, nchan)\n" unless $t eq 'sse' || $t eq 'nchan';
@@ -228,6 +272,20 @@ sub nginx_conf {
     my $conns = 19800;
     my $user = $> == 0 ? "user root;\n" : '';
     my ($load, $http, $locations);
+
+    # scenario 7: the subscribers' TLS listener, HTTP/2, in the same server
+    # (the same locations); more concurrent streams than nginx's 128, so
+    # that 7a's 200 per connection all open
+    my $tls = '';
+    if ($p->{h2}) {
+        $tls = <<"EOT";
+        listen 127.0.0.1:$p->{tls_port} ssl http2 reuseport backlog=4096;
+        ssl_certificate $p->{cert};
+        ssl_certificate_key $p->{key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        http2_max_concurrent_streams 256;
+EOT
+    }
 
     if ($target eq 'sse') {
         $load = "load_module $SSE_SO;";
@@ -279,7 +337,7 @@ http {
 
     server {
         listen 127.0.0.1:$port reuseport backlog=4096;
-$locations
+$tls$locations
     }
 }
 EOC
@@ -293,6 +351,13 @@ sub start_nginx {
     remove_tree($dir);
     make_path("$dir/tmp");
     my $port = free_port();
+    my $tls_port;
+    if ($p->{h2}) {
+        my ($cert, $key) = tls_cert();
+        $tls_port = free_port();
+        $tls_port = free_port() while $tls_port == $port;
+        $p = { %$p, tls_port => $tls_port, cert => $cert, key => $key };
+    }
 
     open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!";
     print $fh nginx_conf($target, $dir, $port, $p, $extra);
@@ -317,7 +382,25 @@ sub start_nginx {
         sleep 0.05;
     }
 
-    return { target => $target, name => $name, dir => $dir, port => $port, pid => $pid };
+    return { target => $target, name => $name, dir => $dir, port => $port, pid => $pid,
+             tls_port => $tls_port };
+}
+
+# The run's self-signed certificate (ECDSA P-256, for 127.0.0.1), made once
+# by openssl in the output folder; both targets use it.
+my @TLS_CERT;
+sub tls_cert {
+    return @TLS_CERT if @TLS_CERT;
+    my $dir = "$opt{out}/run-tls";
+    remove_tree($dir);
+    make_path($dir);
+    my @cmd = ($OPENSSL, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+               '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+               '-addext', 'subjectAltName=IP:127.0.0.1',
+               '-keyout', "$dir/key.pem", '-out', "$dir/cert.pem");
+    my $out = qx{@cmd 2>&1};
+    die "openssl could not make the certificate: $out\n" if $? || !-s "$dir/cert.pem";
+    return @TLS_CERT = ("$dir/cert.pem", "$dir/key.pem");
 }
 
 sub worker_pids {
@@ -451,17 +534,18 @@ sub run_client {
     my $batch = $t eq 'nchan' && defined $p->{nchan_batch} ? $p->{nchan_batch} : $p->{batch};
     my $conns = $t eq 'nchan' && defined $p->{nchan_pub_conns} ? $p->{nchan_pub_conns} : $p->{pub_conns};
 
-    return ssebench({ %$p, batch => $batch, pub_conns => $conns },
-                    [ $srv->{port} ], [ "$srv->{dir}/nginx.pid" ], [], "s$sc->{id}-$t");
+    return ssebench({ %$p, batch => $batch, pub_conns => $conns, tls_port => $srv->{tls_port} },
+                    [ $srv->{port} ], [ "$srv->{dir}/nginx.pid" ], [], 's' . sc_key($sc) . "-$t");
 }
 
 # One ssebench run: subscribers and POSTs over @$ports, CPU and memory of
 # the servers of @$pidfiles (nginx: master and workers) and of @$pids
-# (redis-server), each reported apart in the JSON's "servers".
+# (redis-server), each reported apart in the JSON's "servers".  With
+# $p->{h2}, h2bench: the subscribers on $p->{tls_port}, the POSTs on $ports.
 sub ssebench {
     my ($p, $ports, $pidfiles, $pids, $label) = @_;
 
-    my @cmd = ($opt{client},
+    my @cmd = ($p->{h2} ? $opt{h2client} : $opt{client},
         '--port', join(',', @$ports),
         '--sub-prefix', '/events/', '--pub-prefix', '/pub/',
         '--subs', $p->{subs}, '--channels', $p->{channels},
@@ -473,20 +557,21 @@ sub ssebench {
         (map { ('--pidfile', $_) } @$pidfiles),
         (map { ('--pids', $_) } @$pids),
         '--label', $label);
+    push @cmd, '--h2-port', $p->{tls_port}, '--streams', $p->{streams} if $p->{h2};
     push @cmd, '-v' if $opt{verbose};
 
     say_err("$label: @cmd[1 .. $#cmd]") if $opt{verbose};
 
     my $t0 = time();
     my $out = '';
-    open my $fh, '-|', @cmd or die "cannot run $opt{client}: $!";
+    open my $fh, '-|', @cmd or die "cannot run $cmd[0]: $!";
     { local $/; $out = <$fh> // ''; }
     close $fh;
     my $rc = $? >> 8;
 
     my $r = eval { decode_json($out) };
     if (!$r) {
-        return { fatal => "ssebench exit $rc, no JSON: " . substr($out, 0, 300) };
+        return { fatal => "$cmd[0] exit $rc, no JSON: " . substr($out, 0, 300) };
     }
     $r->{wall_s} = time() - $t0;
     $r->{client_exit} = $rc;
@@ -577,21 +662,20 @@ sub run_redis_scenario {
 my %results;
 my @ran;
 
-for my $sc (@SCENARIOS) {
-    next unless $want{ $sc->{id} };
-    my $p = $sc->{$size};
+for my $sc (@wanted) {
+    my $p = { %{ $sc->{$size} }, ($sc->{h2} ? (h2 => 1) : ()) };
 
     if ($sc->{redis}) {
         # ours alone: without the sse target there is nothing to run
         next unless grep { $_ eq 'sse' } @targets;
         push @ran, $sc;
-        $results{ $sc->{id} }{sse} = run_redis_scenario($sc, $p);
+        $results{ sc_key($sc) }{sse} = run_redis_scenario($sc, $p);
         next;
     }
     push @ran, $sc;
 
     for my $t (@targets) {
-        say_err(sprintf "scenario %d (%s) against %s ...", $sc->{id}, $sc->{name}, $t);
+        say_err(sprintf "scenario %s (%s) against %s ...", sc_key($sc), $sc->{name}, $t);
         my $srv = start_nginx($t, $p);
         my $r = eval { run_client($srv, $p, $sc) } // { fatal => "$@" };
         stop_nginx($srv);
@@ -600,7 +684,7 @@ for my $sc (@SCENARIOS) {
         my @bad = log_alerts("$srv->{dir}/error.log");
         $r->{error_log} = \@bad if @bad;
         $r->{params} = $p;
-        $results{ $sc->{id} }{$t} = $r;
+        $results{ sc_key($sc) }{$t} = $r;
 
         say_err(sprintf "  %s: %s connected, %s deliveries/s, p99 %s ms, missing %s%s",
             $t, $r->{connected} // '?', fmt_num($r->{deliveries_per_s}),
@@ -631,7 +715,7 @@ print $table;
 print "\nraw figures: $json_file\n";
 
 # a run of ours that could not complete fails; nchan's failures are figures
-exit(grep({ $results{ $_->{id} }{sse} && $results{ $_->{id} }{sse}{fatal} } @ran) ? 1 : 0);
+exit(grep({ $results{ sc_key($_) }{sse} && $results{ sc_key($_) }{sse}{fatal} } @ran) ? 1 : 0);
 
 # ---------------------------------------------------------------- report
 
@@ -701,6 +785,42 @@ sub rows_for {
     return grep { defined } @rows;
 }
 
+# The TLS connections of an HTTP/2 scenario.
+sub h2_conns { my ($p) = @_; int(($p->{subs} + $p->{streams} - 1) / $p->{streams}) }
+
+# Scenario 7's figures (the same shape as rows_for's).  The goals: memory
+# per stream and CPU per delivery at most half nchan's, p99 at most nchan's,
+# nothing missing, and at most 2 writes per connection per event (ours:
+# one write of all the connection's streams' frames, plus the POST's answer
+# and a TLS record that did not fit).
+sub rows_h2 {
+    my ($p) = @_;
+    my $conns = h2_conns($p);
+    my $wmax = 2 * $conns;
+    return (
+        ['streams connected', sub { $_[0]{connected} }, \&fmt_num],
+        ['events published/s', sub { $_[0]{publish_s} ? $_[0]{published} / $_[0]{publish_s} : undef }, \&fmt_num],
+        ['deliveries/s', sub { $_[0]{deliveries_per_s} }, \&fmt_num],
+        ['latency p50 (ms)', sub { $_[0]{latency_us}{p50} }, \&fmt_ms],
+        ['latency p90 (ms)', sub { $_[0]{latency_us}{p90} }, \&fmt_ms],
+        ['latency p99 (ms)', sub { $_[0]{latency_us}{p99} }, \&fmt_ms, ['<=', 1]],
+        ['latency max (ms)', sub { $_[0]{latency_us}{max} }, \&fmt_ms],
+        ['server RSS per stream (KB)', sub { $_[0]{rss_per_sub_bytes} }, \&fmt_kb, ['<=', 0.5]],
+        ['server CPU per delivery (µs)', sub { $_[0]{server_cpu_us_per_delivery} }, \&fmt_num,
+            ['<=', 0.5]],
+        ['server CPU (s)', sub { $_[0]{server_cpu_s} }, \&fmt_num],
+        ['writes per event', sub { $_[0]{writes_per_event} }, \&fmt_num,
+            [undef, undef, "ours ≤ 2 × $conns connections = $wmax",
+             sub { ($_[0]{writes_per_event} // 1e12) <= $wmax }]],
+        ['client CPU (s)', sub { $_[0]{client_cpu_s} }, \&fmt_num],
+        ['missing', sub { $_[0]{missing} }, \&fmt_num,
+            [undef, undef, 'none', sub { defined $_[0]{missing} && $_[0]{missing} == 0 }]],
+        ['duplicated', sub { $_[0]{duplicated} }, \&fmt_num],
+        ['out of order', sub { $_[0]{out_of_order} }, \&fmt_num],
+        ['streams closed early', sub { $_[0]{closed_early} }, \&fmt_num],
+    );
+}
+
 sub table {
     my ($ran, $res) = @_;
     my $m = machine();
@@ -712,21 +832,29 @@ sub table {
     for my $sc (@$ran) {
         my $p = $sc->{$size};
         if ($sc->{redis}) {
-            $t .= table_redis($sc, $res->{ $sc->{id} }{sse} // {});
+            $t .= table_redis($sc, $res->{ sc_key($sc) }{sse} // {});
             next;
         }
-        my $ours = $res->{ $sc->{id} }{sse} // {};
-        my $them = $res->{ $sc->{id} }{nchan} // {};
-        $t .= sprintf "### Scenario %d: %s\n\n", $sc->{id}, $sc->{name};
-        $t .= sprintf "%d subscribers, %d channel(s), %d events%s, %d B, "
-                    . "batch %d (nchan %d), %d nginx workers\n\n",
-            $p->{subs}, $p->{channels}, $p->{events},
-            ($p->{rate} ? " at $p->{rate}/s" : ' as fast as possible'),
-            $p->{size}, $p->{batch}, $p->{nchan_batch} // $p->{batch},
-            $p->{workers};
+        my $ours = $res->{ sc_key($sc) }{sse} // {};
+        my $them = $res->{ sc_key($sc) }{nchan} // {};
+        $t .= sprintf "### Scenario %s: %s\n\n", sc_key($sc), $sc->{name};
+        if ($sc->{h2}) {
+            $t .= sprintf "%d streams over %d TLS connections (%d per connection, HTTP/2), "
+                        . "%d channel, %d events at %s/s, %d B, POSTed over plain HTTP/1.1, "
+                        . "%d nginx workers, memory after %d s held\n\n",
+                $p->{subs}, h2_conns($p), $p->{streams}, $p->{channels}, $p->{events},
+                $p->{rate}, $p->{size}, $p->{workers}, $p->{hold};
+        } else {
+            $t .= sprintf "%d subscribers, %d channel(s), %d events%s, %d B, "
+                        . "batch %d (nchan %d), %d nginx workers\n\n",
+                $p->{subs}, $p->{channels}, $p->{events},
+                ($p->{rate} ? " at $p->{rate}/s" : ' as fast as possible'),
+                $p->{size}, $p->{batch}, $p->{nchan_batch} // $p->{batch},
+                $p->{workers};
+        }
         $t .= "| figure | ours | nchan | ours/nchan | goal |\n";
         $t .= "|---|---:|---:|---:|---|\n";
-        for my $row (rows_for($sc->{id})) {
+        for my $row ($sc->{h2} ? rows_h2($p) : rows_for($sc->{id})) {
             my ($label, $get, $fmt, $goal) = @$row;
             my ($a, $b) = (eval { $get->($ours) }, eval { $get->($them) });
             my $r = ratio($a, $b);
