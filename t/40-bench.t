@@ -1,8 +1,9 @@
 #!/usr/bin/perl
 # The benchmark, small: bench/run.pl --quick runs every scenario against our
 # module and against nchan (scenario 6: our Redis mode, two nodes on a
-# redis-server of its own, against our local mode), so the load client, the
-# configs and the table never rot.  Our module must deliver every event
+# redis-server of its own, against our local mode; scenario 7: HTTP/2 over
+# TLS with bench/h2bench), so the load clients, the configs and the table
+# never rot.  Our module must deliver every event
 # exactly once, in order; the figures themselves are for make bench, not
 # asserted here.
 use strict;
@@ -18,6 +19,7 @@ my $repo = repo_dir();
 my $build = qx{make -s -C $repo/bench client 2>&1};
 is($?, 0, 'the load client builds') or diag($build);
 ok(-x "$repo/bench/ssebench", 'bench/ssebench is there');
+ok(-x "$repo/bench/h2bench", 'bench/h2bench is there');
 
 my $out = "$repo/build/bench-test";
 my $text = qx{$repo/bench/run.pl --quick --out $out 2>&1};
@@ -134,6 +136,50 @@ like($text, qr/\| deliveries\/s \| \d+ \| \d+ \| [\d.]+ \|/, 'the table compares
         like($text, qr/^\| $row \| [\d.]+ \| [\d.]+ \| [\d.]+ \| — \| [^|]*: (met|NOT met) \|$/m,
              "scenario 6: the table has '$row' for both, the ratio and the verdict");
     }
+}
+
+# ---- scenario 7: HTTP/2 over TLS, 7a many streams per connection, 7b one each
+for my $id ('7a', '7b') {
+    like($text, qr/^### Scenario $id: /m, "the table has scenario $id");
+    my $ours = $report->{results}{$id}{sse} || {};
+    my $them = $report->{results}{$id}{nchan} || {};
+    my $p = $ours->{params} || {};
+
+    ok($p->{h2} && $p->{streams}, "scenario $id: HTTP/2, $p->{streams} streams per connection");
+    ok(!$ours->{fatal}, "scenario $id: ours ran") or diag($ours->{fatal});
+    ok(!$ours->{error_log}, "scenario $id: no alert in our error.log")
+        or diag(join "\n", @{ $ours->{error_log} });
+    is($ours->{connected}, $p->{subs}, "scenario $id: every stream opened");
+    is($ours->{warmup_missing}, 0, "scenario $id: every stream got the warm-up event");
+    ok($ours->{expected} && $ours->{expected} == $p->{subs} * $p->{events},
+       "scenario $id: $p->{subs} streams x $p->{events} events expected")
+        or diag('expected ' . ($ours->{expected} // 'none'));
+    is($ours->{unique}, $ours->{expected}, "scenario $id: every event delivered");
+    is($ours->{missing}, 0, "scenario $id: none missing");
+    is($ours->{duplicated}, 0, "scenario $id: none duplicated");
+    is($ours->{out_of_order}, 0, "scenario $id: none out of order");
+    is($ours->{closed_early}, 0, "scenario $id: no stream closed");
+    ok(($ours->{latency_us}{count} // 0) == $ours->{deliveries}
+       && $ours->{latency_us}{p50} > 0 && $ours->{latency_us}{max} >= $ours->{latency_us}{p99},
+       "scenario $id: latency figures");
+    # the figures of its table: memory per stream, CPU, the workers' writes
+    # (at least one per connection for each event, none of them lost)
+    my $conns = int(($p->{subs} + $p->{streams} - 1) / $p->{streams});
+    ok(defined $ours->{rss_per_sub_bytes} && defined $ours->{server_cpu_us_per_delivery},
+       "scenario $id: memory per stream and CPU per delivery measured");
+    ok(defined $ours->{writes_per_event} && $ours->{writes_per_event} >= $conns,
+       "scenario $id: writes per event counted (at least one per connection)")
+        or diag('writes per event ' . ($ours->{writes_per_event} // 'none'));
+
+    diag("scenario $id: nchan: $them->{fatal}") if $them->{fatal};
+    is($them->{connected}, $p->{subs}, "scenario $id: nchan's streams opened");
+    ok(defined $them->{deliveries_per_s} && defined $them->{writes_per_event},
+       "scenario $id: nchan's figures are there");
+}
+for my $row ('server RSS per stream \(KB\)', 'server CPU per delivery \(µs\)',
+             'writes per event', 'latency p99 \(ms\)', 'missing') {
+    like($text, qr/^### Scenario 7b: .*?^\| $row \| [\d.]+ \| [\d.]+ \| [^|]+ \| [^|]*\|$/ms,
+         "scenario 7: the table has '$row' for both");
 }
 
 done_testing;
