@@ -9,18 +9,14 @@
 #   bench/run.pl --scenarios 6 --local-workers 4
 #                                     scenario 6's local reference with 4
 #                                     workers instead of 2
+#   bench/run.pl --scenarios 7        both parts of scenario 7 (7a, 7b)
+#   --client PATH, --h2client PATH    other builds of ssebench, h2bench
 #
 # For each scenario and each target a fresh nginx is started on a free
 # loopback port (equivalent configs: same workers, same history, same
 # shared memory), ssebench runs against it, and nginx is stopped.  The
 # table of figures, with the ratio ours/nchan, is printed at the end and
 # written with the raw JSON to --out (default build/bench/).
-#
-# Scenario 7 (parts 7a and 7b) is HTTP/2 over TLS: the subscribers are
-# streams on TLS connections to a second listener (`listen ... ssl http2`,
-# a self-signed ECDSA certificate made for the run with openssl), from
-# bench/h2bench (ssebench's publisher and checks, nghttp2 streams); the
-# publisher POSTs over plain HTTP/1.1 as in the other scenarios.
 #
 # Scenario 6 is ours alone, Redis mode against local mode: a redis-server
 # of its own (loopback, free port, no persistence), two nginx nodes with
@@ -29,10 +25,17 @@
 # two nodes (subscribers split between them, POSTs to each in turn), so
 # the pair is measured close together on a shared machine.
 #
+# Scenario 7 (parts 7a and 7b) is HTTP/2 over TLS: the subscribers are
+# streams on TLS connections to a second listener (`listen ... ssl http2`,
+# a self-signed ECDSA certificate made for the run with openssl), from
+# bench/h2bench (ssebench's publisher and checks, nghttp2 streams); the
+# publisher POSTs over plain HTTP/1.1 as in the other scenarios.
+#
 # Environment: SSE_MODULE (our .so), NGINX_BIN (default /usr/sbin/nginx),
 # NCHAN_MODULE (default /usr/lib/nginx/modules/ngx_nchan_module.so),
 # NCHAN_NGINX_BIN (the nginx nchan runs in, default /usr/sbin/nginx),
-# REDIS_SERVER (default redis-server from PATH).
+# REDIS_SERVER (default redis-server from PATH), OPENSSL_BIN (default
+# openssl from PATH).
 # Perl core modules only.
 
 use strict;
