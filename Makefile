@@ -196,7 +196,8 @@ test-valgrind: deps build
 # error pages, the stats stream, Redis's links and entries)
 VALGRIND_CI := t/05-resume.t t/06-multichannel.t t/10-channel-admin.t \
                t/13-disconnect.t t/15-status.t t/64-replay-bounded.t \
-               t/66-multichannel-stop.t t/71-error-pages.t t/50-redis-log.t
+               t/66-multichannel-stop.t t/71-error-pages.t t/50-redis-log.t \
+               t/50-redis-replies.t t/50-redis-resume-behind.t
 
 test-valgrind-ci: deps build
 	$(VALGRIND_ENV) prove $(VALGRIND_CI)

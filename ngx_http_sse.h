@@ -366,6 +366,7 @@ typedef struct {
 typedef struct {
     ngx_http_sse_id_t               last;       /* in: after; out: sent */
     ngx_uint_t                      first;      /* the first piece */
+    ngx_uint_t                      hold;       /* in: ids are global */
     size_t                          max;        /* bytes, one event at least */
     ngx_http_sse_block_t           *block;      /* out, or NULL */
     ngx_uint_t                      events;     /* out: in the block */

@@ -460,13 +460,16 @@ ngx_http_sse_id_format(u_char *p, ngx_http_sse_id_t *id)
 }
 
 
-/* "<ms>-<seq>", decimal, each part 1 to 19 digits */
+/*
+ * "<ms>-<seq>", decimal, each part 1 to 20 digits and at most 2^64 - 1:
+ * any id Redis gives an entry, for Redis ids are two unsigned 64-bit parts
+ */
 
 ngx_int_t
 ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id)
 {
     u_char      *dash, *last;
-    uint64_t     v[2];
+    uint64_t     v[2], d;
     ngx_uint_t   i;
 
     last = p + len;
@@ -477,9 +480,7 @@ ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id)
     }
 
     for (i = 0; i < 2; i++) {
-        /* 19 digits always fit in 64 bits */
-
-        if (p == dash || dash - p > 19) {
+        if (p == dash || dash - p > 20) {
             return NGX_ERROR;
         }
 
@@ -490,7 +491,13 @@ ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id)
                 return NGX_ERROR;
             }
 
-            v[i] = v[i] * 10 + (*p++ - '0');
+            d = *p++ - '0';
+
+            if (v[i] > (UINT64_MAX - d) / 10) {
+                return NGX_ERROR;
+            }
+
+            v[i] = v[i] * 10 + d;
         }
 
         p = dash + 1;

@@ -46,6 +46,9 @@
  */
 #define NGX_HTTP_SSE_REDIS_PROBE        2000
 
+/* what a closed link's log line says at most of why */
+#define NGX_HTTP_SSE_REDIS_REASON_LEN   128
+
 /* the clock offset to Redis is measured again this often */
 #define NGX_HTTP_SSE_REDIS_CLOCK_EVERY  60000
 
@@ -69,7 +72,11 @@ struct ngx_http_sse_redis_link_s {
     ngx_http_sse_redis_state_e      state;
     ngx_uint_t                      handshake;  /* replies still due */
     ngx_uint_t                      lost;       /* failed since ready */
-    const char                     *reason;     /* why we close it */
+    /*
+     * why we close it, copied: a reason may be a reply's error string,
+     * which hiredis frees before the cleanup that logs it runs
+     */
+    u_char                          reason[NGX_HTTP_SSE_REDIS_REASON_LEN];
     void                          (*ready)(ngx_http_sse_redis_link_t *l);
     unsigned                        wanted:1;
     unsigned                        silent:1;   /* not ready yet: no log */
@@ -151,6 +158,8 @@ static ngx_int_t ngx_http_sse_redis_command(ngx_http_sse_redis_link_t *link,
     redisCallbackFn *fn, void *privdata, ngx_uint_t argc, ngx_str_t *argv);
 static void ngx_http_sse_redis_close(ngx_http_sse_redis_link_t *link,
     const char *reason);
+static void ngx_http_sse_redis_reason(ngx_http_sse_redis_link_t *link,
+    const char *reason);
 static void ngx_http_sse_redis_sent(ngx_http_sse_redis_link_t *link);
 static void ngx_http_sse_redis_any_reply(redisAsyncContext *ac, void *r,
     void *privdata);
@@ -174,7 +183,7 @@ static void ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link);
 static void ngx_http_sse_redis_xread(void);
 static void ngx_http_sse_redis_xread_reply(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_sse_redis_entry(redisReply *id, redisReply *fields,
+static ngx_int_t ngx_http_sse_redis_entry(redisReply *id, redisReply *fields,
     ngx_pool_t *pool);
 static ngx_int_t ngx_http_sse_redis_entry_apply(ngx_http_sse_id_t *id,
     redisReply *fields, ngx_pool_t *pool, const char **err);
@@ -648,7 +657,7 @@ ngx_http_sse_redis_connect(ngx_http_sse_redis_link_t *link)
 
     link->ac = ac;
     link->state = NGX_HTTP_SSE_REDIS_CONNECTING;
-    link->reason = NULL;
+    link->reason[0] = '\0';
 
     /* the hooks first, then the callbacks: connecting may call them */
 
@@ -781,7 +790,7 @@ ngx_http_sse_redis_watch(ngx_http_sse_redis_link_t *link, ngx_event_t *ev,
     ngx_int_t event)
 {
     if (!ev->active && ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
-        link->reason = "cannot watch the socket";
+        ngx_http_sse_redis_reason(link, "cannot watch the socket");
     }
 }
 
@@ -831,11 +840,11 @@ ngx_http_sse_redis_cleanup(void *data)
         link->c = NULL;
     }
 
-    if (link->ac && link->reason == NULL && link->ac->errstr[0]) {
+    if (link->ac && link->reason[0] == '\0' && link->ac->errstr[0]) {
         ngx_http_sse_redis_log_down(link, link->ac->errstr);
 
-    } else if (link->reason) {
-        ngx_http_sse_redis_log_down(link, link->reason);
+    } else if (link->reason[0]) {
+        ngx_http_sse_redis_log_down(link, (char *) link->reason);
     }
 
     link->ac = NULL;
@@ -1165,9 +1174,22 @@ ngx_http_sse_redis_close(ngx_http_sse_redis_link_t *link, const char *reason)
         return;
     }
 
-    link->reason = reason;
+    ngx_http_sse_redis_reason(link, reason);
 
     redisAsyncFree(link->ac);
+}
+
+
+static void
+ngx_http_sse_redis_reason(ngx_http_sse_redis_link_t *link, const char *reason)
+{
+    if (reason == NULL) {
+        link->reason[0] = '\0';
+        return;
+    }
+
+    (void) ngx_cpystrn(link->reason, (u_char *) reason,
+                       NGX_HTTP_SSE_REDIS_REASON_LEN);
 }
 
 
@@ -1197,7 +1219,7 @@ ngx_http_sse_redis_link_lost(ngx_http_sse_redis_link_t *link)
 
     link->state = NGX_HTTP_SSE_REDIS_DOWN;
     link->lost = 1;
-    link->reason = NULL;
+    link->reason[0] = '\0';
 
     if (!link->wanted || ngx_exiting || link->retry.timer_set) {
         return;
@@ -1442,7 +1464,7 @@ static ngx_int_t
 ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     ngx_http_sse_redis_op_t *op)
 {
-    ngx_uint_t                   i;
+    ngx_uint_t                   i, nentries;
     ngx_pool_t                  *pool;
     ngx_http_sse_redis_t        *rd;
     ngx_http_sse_redis_op_t    **pop;
@@ -1473,6 +1495,7 @@ ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     }
 
     pool = rd->group_pool;
+    nentries = rd->group_entries.nelts;
 
     pop = ngx_array_push(&rd->group_ops);
     if (pop == NULL) {
@@ -1484,8 +1507,7 @@ ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     for (i = 0; i < n; i++) {
         ge = ngx_array_push(&rd->group_entries);
         if (ge == NULL) {
-            rd->group_ops.nelts--;
-            return NGX_ERROR;
+            goto failed;
         }
 
         *ge = e[i];
@@ -1494,9 +1516,7 @@ ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
         if ((s).len) {                                                        \
             (s).data = ngx_pstrdup(pool, &(s));                               \
             if ((s).data == NULL) {                                           \
-                rd->group_ops.nelts--;                                        \
-                rd->group_entries.nelts--;                                    \
-                return NGX_ERROR;                                             \
+                goto failed;                                                  \
             }                                                                 \
         }
 
@@ -1509,6 +1529,15 @@ ngx_http_sse_redis_group_add(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     }
 
     return NGX_OK;
+
+failed:
+
+    /* none of this publish's entries may go with the group: all or none */
+
+    rd->group_ops.nelts--;
+    rd->group_entries.nelts = nentries;
+
+    return NGX_ERROR;
 }
 
 
@@ -1963,14 +1992,24 @@ ngx_http_sse_redis_xread_reply(redisAsyncContext *ac, void *r,
         for (i = 0; i < entries->elements; i++) {
             entry = entries->element[i];
 
+            /*
+             * Redis gives every entry an id of two 64-bit numbers; one we
+             * cannot read is not from Redis, and the cursor cannot move
+             * past it: the link is closed, retried after a backoff
+             */
+
             if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2
-                || entry->element[0]->type != REDIS_REPLY_STRING)
+                || entry->element[0]->type != REDIS_REPLY_STRING
+                || ngx_http_sse_redis_entry(entry->element[0],
+                                            entry->element[1], pool)
+                   != NGX_OK)
             {
-                continue;
+                ngx_destroy_pool(pool);
+                ngx_http_sse_redis_close(&rd->reader,
+                                         "XREAD reply with a bad entry");
+                return;
             }
 
-            ngx_http_sse_redis_entry(entry->element[0], entry->element[1],
-                                     pool);
             ngx_reset_pool(pool);
         }
 
@@ -1985,9 +2024,12 @@ ngx_http_sse_redis_xread_reply(redisAsyncContext *ac, void *r,
 }
 
 
-/* one entry of the log: into the zone, or logged and skipped */
+/*
+ * one entry of the log: into the zone, or logged and skipped; NGX_ERROR:
+ * its id is not one, the cursor cannot pass it
+ */
 
-static void
+static ngx_int_t
 ngx_http_sse_redis_entry(redisReply *id, redisReply *fields, ngx_pool_t *pool)
 {
     ngx_int_t              rc;
@@ -2000,10 +2042,7 @@ ngx_http_sse_redis_entry(redisReply *id, redisReply *fields, ngx_pool_t *pool)
     hub = ngx_http_sse_hub_get();
 
     if (ngx_http_sse_id_parse((u_char *) id->str, id->len, &eid) != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "sse: redis log entry with a bad id \"%*s\" skipped",
-                      id->len, id->str);
-        return;
+        return NGX_ERROR;
     }
 
     err = NULL;
@@ -2028,6 +2067,8 @@ ngx_http_sse_redis_entry(redisReply *id, redisReply *fields, ngx_pool_t *pool)
     }
 
     ngx_http_sse_hub_unlock();
+
+    return NGX_OK;
 }
 
 
@@ -2042,7 +2083,8 @@ ngx_http_sse_redis_entry_apply(ngx_http_sse_id_t *id, redisReply *fields,
 {
     size_t                      i;
     ngx_int_t                   rc, v;
-    ngx_str_t                   key, val, op, name, framed, names[1];
+    ngx_str_t                   key, val, op, name, framed;
+    ngx_str_t                   names[NGX_HTTP_SSE_MAX_CHANNELS];
     ngx_uint_t                  n, has_data;
     redisReply                 *f;
     ngx_http_sse_fields_t       ev;
@@ -2232,6 +2274,21 @@ ngx_http_sse_redis_lease_reply(redisAsyncContext *ac, void *r,
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /*
+         * not an answer about the lease: -NOSCRIPT after SCRIPT FLUSH or
+         * a restart, -NOPERM, -OOM...  Whether this node still holds it
+         * is unknown, so it stops converting, and the link is made again:
+         * its handshake loads the scripts, and the next tick asks again
+         */
+        if (rd->is_ingress) {
+            ngx_http_sse_redis_lease_lost();
+        }
+
+        ngx_http_sse_redis_close(&rd->cmd, reply->str);
+        return;
+    }
+
     held = (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
 
     if (held && !rd->is_ingress) {
@@ -2375,6 +2432,15 @@ ngx_http_sse_redis_message(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (!rd->is_ingress) {
+        return;
+    }
+
+    /* the pattern is "<prefix>*": a message on another channel is not ours */
+
+    if (reply->element[2]->len < rd->conf->prefix.len
+        || ngx_strncmp(reply->element[2]->str, rd->conf->prefix.data,
+                       rd->conf->prefix.len) != 0)
+    {
         return;
     }
 

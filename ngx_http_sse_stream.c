@@ -72,6 +72,8 @@ struct ngx_http_sse_sub_s {
     unsigned                        closing:1;
     unsigned                        replaying:1;    /* not live yet */
     unsigned                        replay_first:1;
+    unsigned                        replay_hold:1;  /* ids are Redis's */
+    unsigned                        replay_wait:1;  /* ahead of the node */
     unsigned                        takeover_wait:1;  /* output to drain */
 };
 
@@ -586,6 +588,7 @@ ngx_http_sse_sub_subscribe(ngx_http_sse_sub_t *sub, ngx_str_t *names)
     if (ngx_http_sse_last_id(sub->r, &sub->replay_last) == NGX_OK) {
         sub->replaying = 1;
         sub->replay_first = 1;
+        sub->replay_hold = ngx_http_sse_redis_on(sub->r) ? 1 : 0;
     }
 
     for (i = 0; i < sub->nlinks; i++) {
@@ -681,6 +684,7 @@ ngx_http_sse_sub_replay(ngx_http_sse_sub_t *sub)
 
     rp.last = sub->replay_last;
     rp.first = sub->replay_first;
+    rp.hold = sub->replay_hold;
     rp.max = ngx_http_sse_replay_piece(sub);
 
     rc = ngx_http_sse_worker_replay(sub->lchans, sub->nlinks, &rp,
@@ -700,10 +704,13 @@ ngx_http_sse_sub_replay(ngx_http_sse_sub_t *sub)
 
     sub->replay_last = rp.last;
     sub->replay_first = rp.first;
+    sub->replay_wait = (rc == NGX_AGAIN);
 
     switch (rc) {
 
     case NGX_OK:
+    case NGX_AGAIN:
+        /* NGX_AGAIN: the next events this node reads try again */
         return NGX_OK;
 
     case NGX_DONE:
@@ -1556,6 +1563,10 @@ ngx_http_sse_sub_write(ngx_http_sse_sub_t *sub)
             ngx_http_sse_sub_close(sub);
             return;
         }
+
+        if (sub->replay_wait) {
+            break;
+        }
     }
 
     if (sub->ending) {
@@ -1844,7 +1855,11 @@ ngx_http_sse_dispatch(ngx_http_sse_delivery_t *d, ngx_uint_t n,
                 sub->ending = 1;
 
             } else if (sub->replaying) {
-                continue;
+                if (!sub->replay_wait) {
+                    continue;
+                }
+
+                /* waiting: the writer tries its replay again */
 
             } else if (ngx_http_sse_sub_append(sub, d[i].pos, d[i].len,
                                                d[i].block, 0)

@@ -19,6 +19,10 @@
 #include <sys/un.h>
 
 
+/* how far ahead of this clock a resumed id may be and still be waited for */
+#define NGX_HTTP_SSE_AHEAD_MAX  10000
+
+
 typedef struct {
     ngx_http_sse_hub_t             *hub;
     ngx_http_sse_slot_t            *slot;
@@ -30,6 +34,7 @@ typedef struct {
     ngx_uint_t                      ndeliveries;
     ngx_uint_t                      deliveries_size;
     ngx_http_sse_lchan_t           *touched;
+    ngx_http_sse_id_t               read_id;    /* the last id read */
     ngx_event_t                     housekeeping;
     ngx_event_t                     deliver;
     ngx_log_t                      *log;
@@ -37,6 +42,7 @@ typedef struct {
 
 
 static void ngx_http_sse_worker_changed(void);
+static ngx_uint_t ngx_http_sse_replay_ahead(ngx_http_sse_id_t *id);
 static socklen_t ngx_http_sse_wake_addr(struct sockaddr_un *sun,
     ngx_pid_t pid);
 static void ngx_http_sse_wake_workers(void);
@@ -419,6 +425,16 @@ ngx_http_sse_collect_locked(void)
 
     w->ndeliveries = 0;
     w->touched = NULL;
+
+    /*
+     * the log is read up to here: what Redis entries it skipped (bad ones,
+     * ones the zone had) count as read too
+     */
+    w->read_id = w->hub->sh->last_id;
+
+    if (ngx_http_sse_id_gt(&w->hub->sh->redis.read_id, &w->read_id)) {
+        w->read_id = w->hub->sh->redis.read_id;
+    }
 
     if (w->slot->cursor == w->hub->sh->log_pos) {
         return;
@@ -903,7 +919,10 @@ done:
 /*
  * The next piece of a stream's replay, up to what this worker has read of
  * the log: the events after that reach the stream live.  NGX_DONE: the
- * stream is live from now on.
+ * stream is live from now on.  NGX_AGAIN: nothing yet, the stream waits
+ * (rp->hold: the ids are Redis's, the same on every node, and the stream
+ * resumes after one this node has not read yet: it was sent that far by
+ * another node; were it live now, it would get again what it had).
  */
 
 ngx_int_t
@@ -930,7 +949,35 @@ ngx_http_sse_worker_replay(ngx_http_sse_lchan_t **lchans, ngx_uint_t n,
 
     ngx_http_sse_hub_unlock();
 
+    if (rc == NGX_DONE && rp->hold && ngx_http_sse_replay_ahead(&rp->last)) {
+        return NGX_AGAIN;
+    }
+
     return rc;
+}
+
+
+/*
+ * An id after what this worker has read, but not one from the future: an
+ * id over NGX_HTTP_SSE_AHEAD_MAX ahead of this clock is no node's (a
+ * client's own, or Redis's clock is off), and the stream would wait for
+ * it for ever, so it is live at once, as without Redis.
+ */
+
+static ngx_uint_t
+ngx_http_sse_replay_ahead(ngx_http_sse_id_t *id)
+{
+    uint64_t     now;
+    ngx_time_t  *tp;
+
+    if (!ngx_http_sse_id_gt(id, &ngx_http_sse_worker.read_id)) {
+        return 0;
+    }
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+
+    return id->ms <= now + NGX_HTTP_SSE_AHEAD_MAX;
 }
 
 

@@ -6,26 +6,26 @@
  * first 16 are also an id's two numbers (little endian) to format.
  *
  * Properties (SPEC.md: "<milliseconds>-<sequence>", decimal, each part 1
- * to 19 digits):
- *  - parse accepts exactly the strings of 1-19 digits, "-", 1-19 digits,
- *    with the numbers strtoull() reads from the two parts;
+ * to 20 digits, each at most 2^64 - 1, as Redis's ids):
+ *  - parse accepts exactly the strings of 1-20 digits, "-", 1-20 digits
+ *    whose numbers strtoull() reads without ERANGE, with those numbers;
  *  - format writes "%llu-%llu" as snprintf() does, within
  *    NGX_HTTP_SSE_ID_LEN bytes (the buffer is exactly that long);
  *  - format(parse(x)) == x when x is canonical (no leading zero but in
- *    "0"), and parse(format(id)) == id whenever both numbers have 19 digits
- *    or fewer (the others are refused, as any 20-digit part).
+ *    "0"), and parse(format(id)) == id for every id.
  */
 
 #include "fuzz.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 
-/* 1: in is <1-19 digits>-<1-19 digits>; the numbers in v, by strtoull */
+/* 1: in is <1-20 digits>-<1-20 digits>, each under 2^64; v, by strtoull */
 static int
 ref_id(const u_char *in, size_t len, uint64_t v[2], int *canonical)
 {
-    char    part[20];
+    char    part[21];
     size_t  i, k, start;
 
     *canonical = 1;
@@ -36,7 +36,7 @@ ref_id(const u_char *in, size_t len, uint64_t v[2], int *canonical)
             /* void */
         }
 
-        if (i == start || i - start > 19) {
+        if (i == start || i - start > 20) {
             return 0;
         }
 
@@ -50,7 +50,12 @@ ref_id(const u_char *in, size_t len, uint64_t v[2], int *canonical)
 
         memcpy(part, in + start, i - start);
         part[i - start] = '\0';
+        errno = 0;
         v[k] = strtoull(part, NULL, 10);
+
+        if (errno == ERANGE) {
+            return 0;
+        }
 
         start = i + 1;
     }

@@ -56,6 +56,8 @@ my %mark = (A => $A->log_mark, B => $B->log_mark);
 my @bad = (
     ['bad channel name',         channel => 'bad name', data => 'x'],
     ['a list as channel',        channel => 'news,other', data => 'list'],
+    ['a list of 16 channels',    channel => join(',', map { "c$_" } 1..16), data => 'list'],
+    ['a list of 17 channels',    channel => join(',', map { "c$_" } 1..17), data => 'list'],
     ['channel of 129 bytes',     channel => 'n' x 129, data => 'x'],
     ['empty channel',            channel => '', data => 'x'],
     ['no channel field',         data => 'no channel'],
