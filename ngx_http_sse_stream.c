@@ -25,9 +25,15 @@
  */
 #define NGX_HTTP_SSE_REPLAY_PIECE       32768
 #define NGX_HTTP_SSE_REPLAY_TURN        8
+/*
+ * A writer slice: up to this many writes, then the event loop.  A stream
+ * of an HTTP/2 connection already held in the slice adds no write (its
+ * frames join the connection's), and counts for 1/NGX_HTTP_SSE_H2_SHARE.
+ */
 #ifndef NGX_HTTP_SSE_WRITE_SLICE
 #define NGX_HTTP_SSE_WRITE_SLICE        256
 #endif
+#define NGX_HTTP_SSE_H2_SHARE           8
 
 
 /* a buf of a subscriber's output, in a free list when not in use */
@@ -129,7 +135,7 @@ static void ngx_http_sse_sub_later(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_writer_post(ngx_event_t *ev);
 static void ngx_http_sse_writer_handler(ngx_event_t *ev);
 #if (NGX_HTTP_V2)
-static void ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub);
+static ngx_uint_t ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub);
 static void ngx_http_sse_h2_flush(void);
 #endif
 static void ngx_http_sse_end_all(void);
@@ -1961,7 +1967,7 @@ ngx_http_sse_sub_dirty(ngx_http_sse_sub_t *sub)
 static void
 ngx_http_sse_writer_handler(ngx_event_t *ev)
 {
-    ngx_uint_t           n;
+    ngx_uint_t           n, cost;
     ngx_queue_t         *q;
     ngx_http_sse_sub_t  *sub;
 
@@ -1973,8 +1979,9 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
     }
 
     for (n = 0;
-         n < NGX_HTTP_SSE_WRITE_SLICE && !ngx_queue_empty(&ngx_http_sse_dirty);
-         n++)
+         n < NGX_HTTP_SSE_WRITE_SLICE * NGX_HTTP_SSE_H2_SHARE
+         && !ngx_queue_empty(&ngx_http_sse_dirty);
+         n += cost)
     {
         q = ngx_queue_head(&ngx_http_sse_dirty);
         ngx_queue_remove(q);
@@ -1983,7 +1990,9 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
         sub->is_dirty = 0;
 
 #if (NGX_HTTP_V2)
-        ngx_http_sse_h2_hold(sub);
+        cost = ngx_http_sse_h2_hold(sub) ? 1 : NGX_HTTP_SSE_H2_SHARE;
+#else
+        cost = NGX_HTTP_SSE_H2_SHARE;
 #endif
 
         ngx_http_sse_sub_write_run(sub, NGX_OK);
@@ -2007,10 +2016,11 @@ ngx_http_sse_writer_handler(ngx_event_t *ev)
  * The stream's HTTP/2 connection is held back for the rest of the pass:
  * with its write event not ready, nginx queues the stream's DATA frames
  * (ngx_http_v2_send_output_queue() waits for a ready connection) instead of
- * writing them, one write and one TLS record per stream.
+ * writing them, one write and one TLS record per stream.  1: the
+ * connection was held already in this slice, the stream adds no write.
  */
 
-static void
+static ngx_uint_t
 ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub)
 {
     ngx_uint_t                 i;
@@ -2018,21 +2028,22 @@ ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub)
     ngx_http_sse_held_t       *h;
 
     if (sub->taken_over || sub->r == NULL || sub->r->stream == NULL) {
-        return;
+        return 0;
     }
 
     c = sub->r->stream->connection->connection;
 
     for (i = 0; i < ngx_http_sse_h2_nheld; i++) {
         if (ngx_http_sse_h2_held[i].c == c) {
-            return;
+            /* its frames join those already queued: no write of its own */
+            return 1;
         }
     }
 
     if (!c->write->ready || c->error
         || ngx_http_sse_h2_nheld == NGX_HTTP_SSE_WRITE_SLICE)
     {
-        return;
+        return 0;
     }
 
     h = &ngx_http_sse_h2_held[ngx_http_sse_h2_nheld++];
@@ -2040,6 +2051,8 @@ ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub)
     h->number = c->number;
 
     c->write->ready = 0;
+
+    return 0;
 }
 
 
