@@ -494,6 +494,34 @@ ngx_int_t ngx_http_sse_id_parse(u_char *p, size_t len, ngx_http_sse_id_t *id);
 extern ngx_str_t  ngx_http_sse_message;
 
 
+/*
+ * A log line that a client or a slow Redis could repeat at will is said at
+ * most once a second per worker, with how many times it happened since the
+ * last time it was said ("seen", this one included).
+ */
+
+typedef struct {
+    ngx_msec_t                      at;
+    ngx_uint_t                      seen;
+    ngx_uint_t                      said;   /* "at" is set */
+} ngx_http_sse_log_limit_t;
+
+static ngx_inline ngx_uint_t
+ngx_http_sse_log_due(ngx_http_sse_log_limit_t *l)
+{
+    l->seen++;
+
+    if (l->said && ngx_current_msec - l->at < 1000) {
+        return 0;
+    }
+
+    l->said = 1;
+    l->at = ngx_current_msec;
+
+    return 1;
+}
+
+
 /* ngx_http_sse_request.c: a handler's request */
 
 #define ngx_http_sse_redis_on(r)                                              \

@@ -51,8 +51,13 @@ static void ngx_http_sse_redis_done(void *data, ngx_int_t rc,
 static void ngx_http_sse_redis_timeout(ngx_event_t *ev);
 static void ngx_http_sse_pending_cleanup(void *data);
 static ngx_int_t ngx_http_sse_channel_handler(ngx_http_request_t *r);
+
 static ngx_int_t ngx_http_sse_send_targets(ngx_http_request_t *r,
     ngx_uint_t status, ngx_http_sse_target_t *t, ngx_uint_t n);
+
+
+/* POSTs Redis did not answer in time, logged once a second at most */
+static ngx_http_sse_log_limit_t  ngx_http_sse_timeout_log;
 
 
 ngx_int_t
@@ -569,9 +574,13 @@ ngx_http_sse_redis_timeout(ngx_event_t *ev)
     ngx_http_sse_redis_cancel(p->op);
     p->op = NULL;
 
-    ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                  "sse: redis did not answer a publish within "
-                  "sse_redis_timeout");
+    if (ngx_http_sse_log_due(&ngx_http_sse_timeout_log)) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "sse: redis did not answer a publish within "
+                      "sse_redis_timeout (%ui since the last such line)",
+                      ngx_http_sse_timeout_log.seen);
+        ngx_http_sse_timeout_log.seen = 0;
+    }
 
     rc = ngx_http_sse_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                             "redis unavailable");

@@ -125,6 +125,9 @@ typedef struct {
     ngx_array_t                     group_ops;
     uint64_t                        group_deadline;
     ngx_event_t                     group_send;
+    ngx_http_sse_log_limit_t        refused_log;
+    ngx_http_sse_log_limit_t        late_log;
+    ngx_http_sse_log_limit_t        dropped_log;
     unsigned                        is_reader:1;
     unsigned                        is_ingress:1;
     unsigned                        lease_pending:1;
@@ -1631,9 +1634,13 @@ ngx_http_sse_redis_group_reply(redisAsyncContext *ac, void *r,
         /* the link went: cleanup has logged why */
 
     } else if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
-                      "sse: redis refused %ui publish(es): %s", g->nops,
-                      reply->str);
+        if (ngx_http_sse_log_due(&ngx_http_sse_redis.refused_log)) {
+            ngx_log_error(NGX_LOG_ERR, ngx_http_sse_redis.log, 0,
+                          "sse: redis refused %ui publish(es): %s "
+                          "(%ui time(s) since the last such line)", g->nops,
+                          reply->str, ngx_http_sse_redis.refused_log.seen);
+            ngx_http_sse_redis.refused_log.seen = 0;
+        }
 
         if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
             /* scripts flushed: the handshake loads them again */
@@ -1668,10 +1675,14 @@ ngx_http_sse_redis_group_reply(redisAsyncContext *ac, void *r,
                                     : NGX_ERROR,
                      op->ids, op->n);
 
-        } else if (rc == NGX_OK && op->data) {
+        } else if (rc == NGX_OK && op->data
+                   && ngx_http_sse_log_due(&ngx_http_sse_redis.late_log))
+        {
             ngx_log_error(NGX_LOG_WARN, ngx_http_sse_redis.log, 0,
                           "sse: redis took a publish after "
-                          "sse_redis_timeout, answered 503");
+                          "sse_redis_timeout, answered 503 (%ui since the "
+                          "last such line)", ngx_http_sse_redis.late_log.seen);
+            ngx_http_sse_redis.late_log.seen = 0;
         }
 
         from += op->n;
@@ -2458,11 +2469,14 @@ ngx_http_sse_redis_message(redisAsyncContext *ac, void *r, void *privdata)
     err = NULL;
 
     if (ngx_http_sse_redis_convert(&channel, &payload, pool, &err) != NGX_OK
-        && err)
+        && err && ngx_http_sse_log_due(&rd->dropped_log))
     {
         ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "sse: PUBLISH on \"%*s\" dropped: %s",
-                      reply->element[2]->len, reply->element[2]->str, err);
+                      "sse: PUBLISH on \"%*s\" dropped: %s (%ui dropped "
+                      "since the last such line)",
+                      ngx_min(reply->element[2]->len, 256),
+                      reply->element[2]->str, err, rd->dropped_log.seen);
+        rd->dropped_log.seen = 0;
     }
 
     ngx_destroy_pool(pool);

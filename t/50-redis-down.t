@@ -68,6 +68,14 @@ sub post_ok {
     ok($dt < 2, sprintf('answered in %.2fs (sse_redis_timeout 500ms: ~1 s at most)', $dt));
     my $res2 = $B->publish('/pub/news', 'during the pause on B');
     is($res2->{status}, 503, 'POST on B while paused: 503 as well');
+    # many at once: each gets its 503, the log does not get a line each
+    my $mark = $A->log_mark;
+    my @many = $A->http_parallel(40, 'POST', '/pub/news', body => 'during the pause, one of many');
+    is(join(',', sort { $a <=> $b } keys %{{ map { $_->{status} => 1 } @many }}), '503',
+       '40 POSTs at once while paused: 503 each');
+    my @lines = grep { /did not answer a publish/ } split /\n/, $A->error_log_since($mark);
+    ok(@lines >= 1 && @lines <= 4, 'A logs them in at most a line a second per worker (' . scalar(@lines) . ')')
+        or diag(join "\n", @lines);
     # the pause ends 3 s after it began; then give Redis and the nodes time
     sleep($t0 + 5 - time()) if $t0 + 5 > time();
     my @in_log = grep { ($_->{fields}{data} // '') =~ /during the pause/ } $r->xrange_all('sse:log');
