@@ -1327,7 +1327,11 @@ ngx_http_sse_redis_cmd_ready(ngx_http_sse_redis_link_t *link)
 
 /*
  * Deadlines are checked on Redis's clock: the offset between the clocks is
- * measured as Redis's time against the middle of the round trip.
+ * measured as Redis's time against the middle of the round trip, on this
+ * worker's monotonic clock (ngx_current_msec), so that a step of this
+ * host's wall clock moves no deadline.  It is measured again every minute,
+ * and at once after Redis refused a group as too late (its own clock may
+ * have stepped).
  */
 
 static void
@@ -1383,7 +1387,7 @@ ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
                + ngx_atoi((u_char *) reply->element[1]->str,
                           reply->element[1]->len) / 1000;
 
-    our_ms = (int64_t) ngx_http_sse_hub_now()
+    our_ms = (int64_t) ngx_current_msec
              - (int64_t) (ngx_current_msec - rd->clock_sent) / 2;
 
     rd->offset = redis_ms - our_ms;
@@ -1440,7 +1444,7 @@ ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
 
         margin = rd->conf->timeout / 4;
 
-        rd->group_deadline = (uint64_t) ((int64_t) ngx_http_sse_hub_now()
+        rd->group_deadline = (uint64_t) ((int64_t) ngx_current_msec
                                          + rd->offset)
                              + rd->conf->timeout - margin;
     }
@@ -1645,6 +1649,11 @@ ngx_http_sse_redis_group_reply(redisAsyncContext *ac, void *r,
         if (ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0) {
             /* scripts flushed: the handshake loads them again */
             ngx_http_sse_redis_close(&ngx_http_sse_redis.cmd, NULL);
+
+        } else if (ngx_strncmp(reply->str, "SSETIMEOUT", 10) == 0) {
+            /* too late on Redis's clock: is the offset still right? */
+            ngx_http_sse_redis.clock_at = 0;
+            ngx_http_sse_redis_clock();
         }
 
     } else if (reply->type == REDIS_REPLY_ARRAY

@@ -93,9 +93,18 @@ for my $n ([$hn, $H], [$on, $O]) {
         is($ev[0]{data} // '(nothing)', 'good after the bad',
            "$s->{path} on " . ($s->{srv} == $H ? $hn : $on) . ': the next event is the good one') or last;
     }
+    # said at once, then at most once a second, with the count since
     my @lines = log_lines($H->error_log_since($mark), qw(warn error));
-    ok(@lines >= @bad, "the holder logged the " . @bad . " dropped messages (" . @lines . ' warn/error lines)')
+    like($lines[0] // '', qr/PUBLISH on "sse:news" dropped: event data is not valid UTF-8 \(1 dropped since the last such line\)/,
+         'the holder logged the first dropped message at once, with why');
+    ok(@lines >= 1 && @lines <= 2, 'and not a line for each of the ' . @bad . ' dropped in a row (' . @lines . ' lines)')
         or diag($H->error_log_since($mark));
+    sleep 1.1;
+    $mark = $H->log_mark;
+    is($r->cmd('PUBLISH', 'sse:news', "bad \xff"), 1, 'a second later, one more bad PUBLISH');
+    ok(wait_until(sub { $H->error_log_since($mark) =~ /dropped/ }, 5), 'it is logged');
+    my ($n) = $H->error_log_since($mark) =~ /\((\d+) dropped since the last such line\)/;
+    is($n // 0, @bad + 1 - @lines, 'the line counts those not logged before it, and itself');
 }
 
 # ---------------------------------------------------------------- the holder dies
