@@ -25,9 +25,11 @@ NGINX_SRC   ?=
 
 # Debian packages the build, the tests, the demo and the benchmark need.
 # gcc, libc6-dev and curl are not pulled in by the others with
-# --no-install-recommends.
+# --no-install-recommends; python3-prometheus-client is the parser
+# t/15-status.t reads the Prometheus answer with.
 DEB_PACKAGES := nginx nginx-dev libhiredis-dev redis-server libnginx-mod-nchan \
-                wrk valgrind nodejs npm gcc libc6-dev make perl curl openssl
+                wrk valgrind nodejs npm gcc libc6-dev make perl curl openssl \
+                python3-prometheus-client
 
 # Every input of the module: a change to any of them rebuilds the .so.
 MODULE_SOURCES := $(wildcard $(CURDIR)/*.c $(CURDIR)/*.h)

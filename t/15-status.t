@@ -3,6 +3,7 @@
 use strict;
 use warnings;
 use Test::More;
+use File::Temp ();
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use SSETest;
@@ -188,6 +189,36 @@ ok($json->{zone_bytes_used} > $used0 + 600 * 1024 && $json->{zone_bytes_used} < 
         ok($help{$m}, "prometheus: $m has a '# HELP $m ...' line");
     }
     is_deeply($srv->status, $json, 'JSON after the Prometheus answer: unchanged');
+
+    # and read by Prometheus's own parser (Debian's python3-prometheus-client):
+    # what a scraper would see, family by family (/usr/bin/python3: Debian's,
+    # where the package is, whatever python3 comes first in PATH)
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    open(my $fh, '>', "$dir/body") or die "$dir/body: $!";
+    print $fh $r->{body};
+    close $fh;
+    my $py = <<'PY';
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in f.samples:
+        print(f.type, s.name, repr(s.value), f.documentation != "")
+PY
+    my @parsed = `/usr/bin/python3 -c '$py' '$dir/body' 2>&1`;
+    is($?, 0, 'prometheus_client parses the answer') or diag(@parsed);
+    my (%pv, %pt, %ph);
+    for (@parsed) {
+        my ($t, $name, $val, $doc) = split ' ';
+        $pv{$name} = $val + 0;
+        $pt{$name} = $t;
+        $ph{$name} = $doc;
+    }
+    is_deeply([sort keys %pv], [sort keys %want], 'prometheus_client: exactly the metrics of the README');
+    for my $m (sort keys %want) {
+        is($pv{$m}, $v{$m} + 0, "prometheus_client: $m is $v{$m}");
+        is($pt{$m}, $want{$m}[1], "prometheus_client: $m is a $want{$m}[1]");
+        is($ph{$m}, 'True', "prometheus_client: $m has its help text");
+    }
 }
 
 # --- subscribers leave
