@@ -69,7 +69,7 @@ ok(ids_strictly_increasing(@kept), 'three events kept on channel lid');
 my $id8k = ('1' x 4096) . '-' . ('1' x 4095);
 my @bad_ids = (
     '', '-', '--', '1-', '-1', '1--1', '1-1-', '-1-1', '1-1-1', '1-1-1-1',
-    ('1' x 20) . '-1', '1-' . ('1' x 20), ('9' x 25) . '-' . ('9' x 25),
+    ('1' x 21) . '-1', '1-' . ('1' x 21), ('9' x 20) . '-1', '1-' . ('9' x 20), ('9' x 25) . '-' . ('9' x 25),
     '18446744073709551616-0', '0-18446744073709551616',          # 2^64
     '18446744073709551617-18446744073709551617', '36893488147419103232-1',
     '1 -1', '1- 1', "1\t-1", '1 - 1', '+1-1', '1-+1', '+1-+1', '1-1+',
@@ -96,6 +96,10 @@ for my $v (@bad_ids) {
     push @lid_streams, ["Last-Event-ID '$show'",
         $srv->sse_connect('/events/lid', headers => { 'Last-Event-ID' => $v })];
 }
+# the largest id parts there are (2^64 - 1, 20 digits, as Redis's may be):
+# ids, so the stream replays what follows
+my $max0 = $srv->sse_connect('/events/lid', headers => { 'Last-Event-ID' => '1-18446744073709551615' });
+my $max1 = $srv->sse_connect('/events/lid', headers => { 'Last-Event-ID' => '18446744073709551615-18446744073709551615' });
 # two Last-Event-ID fields: not a list header, so no one id (malformed)
 my $two = $srv->sse_connect('/events/lid', headers => { 'Last-Event-ID' => [$kept[0], $kept[1]] });
 for my $q (@bad_args) {
@@ -120,6 +124,16 @@ all_ok('malformed Last-Event-ID: treated as no id (no replay, then the live even
     } @lid_streams);
 $_->[1]->close for @lid_streams;
 {
+    my @ev = $max0->read_events(count => 4, timeout => 5);
+    is(join(',', map { $_->{data} } @ev), 'kept 1,kept 2,kept 3,live',
+       "Last-Event-ID '1-18446744073709551615': an id, the kept events after it, then the live one");
+    @ev = $max1->read_events(count => 1, timeout => 5);
+    push @ev, $max1->read_events(timeout => 0.3);
+    is(join(',', map { $_->{data} } @ev), 'live',
+       "Last-Event-ID '18446744073709551615-18446744073709551615': an id after all kept, so no replay, then the live one");
+    $_->close for $max0, $max1;
+}
+{
     my @ev = $two->status == 200 ? $two->read_events(count => 1, timeout => 5) : ();
     push @ev, $two->read_events(timeout => 0) if @ev;
     is($two->status, 200, 'two Last-Event-ID headers: 200');
@@ -130,7 +144,7 @@ $_->[1]->close for @lid_streams;
 
 # the same over HTTP/2
 {
-    my @h2ids = ('', '-', '1--1', '-1', '18446744073709551616-0', ('1' x 20) . '-1',
+    my @h2ids = ('', '-', '1--1', '-1', '18446744073709551616-0', ('1' x 21) . '-1', ('9' x 20) . '-1',
                  '1 -1', '+1-1', '0x1-1', $id8k);
     my @open;
     for my $i (0 .. $#h2ids) {
