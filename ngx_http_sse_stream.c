@@ -619,6 +619,7 @@ static ngx_int_t
 ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub)
 {
     ngx_int_t                  rc;
+    ngx_uint_t                 more;
     ngx_http_request_t        *r;
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -662,7 +663,18 @@ ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub)
         return NGX_ERROR;
     }
 
-    if (sub->replaying || sub->ending) {
+    more = sub->replaying || sub->ending;
+
+#if (NGX_HTTP_V2 && NGX_SSL)
+    /*
+     * the writer's pass writes its HTTP/2 connection, then gives the TLS
+     * buffer back (ngx_http_sse_h2_flush()): the next connections reuse
+     * it while they open
+     */
+    more |= (r->stream && r->stream->connection->connection->ssl);
+#endif
+
+    if (more) {
         /* the writer goes on with it, as with any stream that owes more */
         ngx_http_sse_sub_dirty(sub);
 
@@ -2080,6 +2092,19 @@ ngx_http_sse_h2_flush(void)
 
         c->write->ready = 1;
         c->write->handler(c->write);
+
+#if (NGX_SSL)
+        /*
+         * nginx gives an HTTP/2 connection's TLS buffer back only when it
+         * has no stream left, never while an event stream is open: ours
+         * is given back after each write that drained it
+         */
+        if (c->fd != (ngx_socket_t) -1
+            && c->number == ngx_http_sse_h2_held[i].number)
+        {
+            ngx_http_sse_ssl_buf_free(c);
+        }
+#endif
     }
 
     ngx_http_sse_h2_nheld = 0;
