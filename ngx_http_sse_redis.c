@@ -540,6 +540,17 @@ ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle)
 
     ngx_http_sse_redis_release();
 
+    if (rd->cmd.ac && (rd->cmd.ac->c.flags & REDIS_CONNECTED)) {
+        /*
+         * what is queued, the lease's release above all, is written now:
+         * the link is freed next, and hiredis frees it unsent; without it
+         * the other nodes wait for the lease to expire
+         */
+        rd->cmd.writing = 1;
+        redisAsyncHandleWrite(rd->cmd.ac);
+        rd->cmd.writing = 0;
+    }
+
     rd->cmd.wanted = 0;
     ngx_http_sse_redis_close(&rd->cmd, NULL);
 

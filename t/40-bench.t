@@ -16,6 +16,20 @@ use JSON::PP;
 
 my $repo = repo_dir();
 
+# what every run of ours must show: each event delivered once, in order,
+# to every subscriber, and its latency measured for each delivery
+sub delivered_once {
+    my ($r, $what) = @_;
+    is($r->{unique}, $r->{expected}, "$what: every event delivered");
+    is($r->{missing}, 0, "$what: none missing");
+    is($r->{duplicated}, 0, "$what: none duplicated");
+    is($r->{out_of_order}, 0, "$what: none out of order");
+    is($r->{closed_early}, 0, "$what: no stream closed");
+    ok(($r->{latency_us}{count} // 0) == $r->{deliveries}
+       && $r->{latency_us}{p50} > 0 && $r->{latency_us}{max} >= $r->{latency_us}{p99},
+       "$what: latency figures");
+}
+
 my $build = qx{make -s -C $repo/bench client 2>&1};
 is($?, 0, 'the load client builds') or diag($build);
 ok(-x "$repo/bench/ssebench", 'bench/ssebench is there');
@@ -44,14 +58,7 @@ for my $id (1 .. 5) {
     ok($ours->{expected} && $ours->{expected} == $p->{subs} * $p->{events} / $p->{channels},
        "scenario $id: $p->{subs} subscribers x $p->{events} events / $p->{channels} channels expected")
         or diag("expected $ours->{expected}");
-    is($ours->{unique}, $ours->{expected}, "scenario $id: every event delivered");
-    is($ours->{missing}, 0, "scenario $id: none missing");
-    is($ours->{duplicated}, 0, "scenario $id: none duplicated");
-    is($ours->{out_of_order}, 0, "scenario $id: none out of order");
-    is($ours->{closed_early}, 0, "scenario $id: no stream closed");
-    ok(($ours->{latency_us}{count} // 0) == $ours->{deliveries}
-       && $ours->{latency_us}{p50} > 0 && $ours->{latency_us}{max} >= $ours->{latency_us}{p99},
-       "scenario $id: latency figures");
+    delivered_once($ours, "scenario $id");
     ok(defined $ours->{server_cpu_s} && defined $ours->{server_rss_kb}{idle},
        "scenario $id: server CPU and memory sampled");
 
@@ -92,15 +99,8 @@ like($text, qr/\| deliveries\/s \| \d+ \| \d+ \| [\d.]+ \|/, 'the table compares
             ok($r->{expected} && $r->{expected} == $subs * $run->{events},
                "$what: $subs subscribers x $run->{events} events expected")
                 or diag('expected ' . ($r->{expected} // 'none'));
-            is($r->{unique}, $r->{expected}, "$what: every event delivered");
-            is($r->{missing}, 0, "$what: none missing");
-            is($r->{duplicated}, 0, "$what: none duplicated");
-            is($r->{out_of_order}, 0, "$what: none out of order");
-            is($r->{closed_early}, 0, "$what: no stream closed");
+            delivered_once($r, $what);
             is($r->{publish_errors}, 0, "$what: every POST answered 2xx");
-            ok(($r->{latency_us}{count} // 0) == $r->{deliveries}
-               && $r->{latency_us}{p50} > 0 && $r->{latency_us}{max} >= $r->{latency_us}{p99},
-               "$what: latency figures");
             # the nodes' and redis-server's CPU, each apart
             my @srv = @{ $r->{servers} || [] };
             is(scalar @srv, $mode eq 'redis' ? $nodes + 1 : 1, "$what: every server sampled");
@@ -154,14 +154,7 @@ for my $id ('7a', '7b') {
     ok($ours->{expected} && $ours->{expected} == $p->{subs} * $p->{events},
        "scenario $id: $p->{subs} streams x $p->{events} events expected")
         or diag('expected ' . ($ours->{expected} // 'none'));
-    is($ours->{unique}, $ours->{expected}, "scenario $id: every event delivered");
-    is($ours->{missing}, 0, "scenario $id: none missing");
-    is($ours->{duplicated}, 0, "scenario $id: none duplicated");
-    is($ours->{out_of_order}, 0, "scenario $id: none out of order");
-    is($ours->{closed_early}, 0, "scenario $id: no stream closed");
-    ok(($ours->{latency_us}{count} // 0) == $ours->{deliveries}
-       && $ours->{latency_us}{p50} > 0 && $ours->{latency_us}{max} >= $ours->{latency_us}{p99},
-       "scenario $id: latency figures");
+    delivered_once($ours, "scenario $id");
     # the figures of its table: memory per stream, CPU, the workers' writes
     # (at least one per connection for each event, none of them lost)
     my $conns = int(($p->{subs} + $p->{streams} - 1) / $p->{streams});
