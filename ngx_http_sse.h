@@ -184,6 +184,7 @@ typedef struct {
 
 typedef struct {
     ngx_pid_t                       reader;     /* reads the Redis log */
+    time_t                          reader_beat; /* its last tick */
     ngx_uint_t                      up;         /* its link is up */
     ngx_uint_t                      ingress;    /* converts PUBLISH */
     ngx_http_sse_id_t               read_id;    /* the last entry read */

@@ -33,6 +33,12 @@
 
 #define NGX_HTTP_SSE_REDIS_TICK         200
 
+/*
+ * a reader whose tick has not run for this long (seconds) is taken over:
+ * its pid may be alive, but be another process's now
+ */
+#define NGX_HTTP_SSE_REDIS_READER_STALE 10
+
 /* entries one script call appends at most: a group is sent when it is full */
 #define NGX_HTTP_SSE_REDIS_GROUP        1000
 #define NGX_HTTP_SSE_REDIS_LEASE_TTL    3000
@@ -181,6 +187,7 @@ static void ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
 
 static void ngx_http_sse_redis_tick_handler(ngx_event_t *ev);
 static void ngx_http_sse_redis_elect(void);
+static void ngx_http_sse_redis_beat(void);
 static void ngx_http_sse_redis_set_up(ngx_uint_t up);
 static void ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link);
 static void ngx_http_sse_redis_xread(void);
@@ -1850,6 +1857,10 @@ ngx_http_sse_redis_tick_handler(ngx_event_t *ev)
     ngx_http_sse_redis_elect();
 
     if (rd->is_reader) {
+        ngx_http_sse_redis_beat();
+    }
+
+    if (rd->is_reader) {
         ngx_http_sse_redis_lease();
     }
 
@@ -1858,6 +1869,43 @@ ngx_http_sse_redis_tick_handler(ngx_event_t *ev)
     ngx_http_sse_redis_clock();
 
     ngx_add_timer(ev, NGX_HTTP_SSE_REDIS_TICK);
+}
+
+
+/*
+ * The reader says it is alive each tick; a reader that finds another in
+ * its place (it was taken for dead: its loop stood still for seconds)
+ * hands over what it had.  Two readers for a while put nothing in twice:
+ * an entry whose id is not above the zone's last is skipped.
+ */
+
+static void
+ngx_http_sse_redis_beat(void)
+{
+    ngx_pid_t              pid;
+    ngx_http_sse_hub_t    *hub;
+
+    hub = ngx_http_sse_hub_get();
+
+    if (hub == NULL) {
+        return;
+    }
+
+    ngx_http_sse_hub_lock();
+
+    pid = hub->sh->redis.reader;
+
+    if (pid == ngx_pid) {
+        hub->sh->redis.reader_beat = ngx_time();
+    }
+
+    ngx_http_sse_hub_unlock();
+
+    if (pid != ngx_pid) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_http_sse_redis.log, 0,
+                      "sse: worker %P reads the redis log now", pid);
+        ngx_http_sse_redis_release();
+    }
 }
 
 
@@ -1886,14 +1934,23 @@ ngx_http_sse_redis_elect(void)
 
     /*
      * free, or left by a dead worker: gone, its pid now another user's, or
-     * ours (we are not the reader, so a dead worker had our pid)
+     * ours (we are not the reader, so a dead worker had our pid), or its
+     * tick stopped (its pid another process's of the same user)
      */
 
     if (pid == 0 || pid == ngx_pid
         || (kill(pid, 0) == -1
-            && (ngx_errno == NGX_ESRCH || ngx_errno == NGX_EPERM)))
+            && (ngx_errno == NGX_ESRCH || ngx_errno == NGX_EPERM))
+        || ngx_time() - hub->sh->redis.reader_beat
+           > NGX_HTTP_SSE_REDIS_READER_STALE)
     {
+        if (pid && pid != ngx_pid) {
+            ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                          "sse: the redis log reader %P is gone", pid);
+        }
+
         hub->sh->redis.reader = ngx_pid;
+        hub->sh->redis.reader_beat = ngx_time();
         hub->sh->redis.up = 0;
         hub->sh->redis.ingress = 0;
         rd->read_id = hub->sh->redis.read_id;
