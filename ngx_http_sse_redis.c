@@ -2144,6 +2144,12 @@ ngx_http_sse_redis_entry(redisReply *id, redisReply *fields, ngx_pool_t *pool)
 
     } else if (rc == NGX_OK) {
         (void) ngx_atomic_fetch_add(&hub->sh->redis.read, 1);
+
+    } else if (rc == NGX_ERROR) {
+        /* out of memory: this node's history lacks it from now on */
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sse: redis log entry %*s could not be kept",
+                      id->len, id->str);
     }
 
     rd->read_id = eid;
