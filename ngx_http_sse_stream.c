@@ -81,6 +81,7 @@ struct ngx_http_sse_sub_s {
     unsigned                        replay_hold:1;  /* ids are Redis's */
     unsigned                        replay_wait:1;  /* ahead of the node */
     unsigned                        takeover_wait:1;  /* output to drain */
+    unsigned                        h2_opening:1;   /* its first write */
 };
 
 
@@ -194,6 +195,7 @@ static ngx_event_t          ngx_http_sse_writer;
 typedef struct {
     ngx_connection_t               *c;
     ngx_atomic_uint_t               number;     /* still that connection */
+    ngx_uint_t                      opening;    /* a stream of it opened */
 } ngx_http_sse_held_t;
 
 static ngx_http_sse_held_t  ngx_http_sse_h2_held[NGX_HTTP_SSE_WRITE_SLICE];
@@ -671,7 +673,10 @@ ngx_http_sse_stream_start(ngx_http_sse_sub_t *sub)
      * buffer back (ngx_http_sse_h2_flush()): the next connections reuse
      * it while they open
      */
-    more |= (r->stream && r->stream->connection->connection->ssl);
+    if (r->stream && r->stream->connection->connection->ssl) {
+        sub->h2_opening = 1;
+        more = 1;
+    }
 #endif
 
     if (more) {
@@ -2048,6 +2053,8 @@ ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub)
     for (i = 0; i < ngx_http_sse_h2_nheld; i++) {
         if (ngx_http_sse_h2_held[i].c == c) {
             /* its frames join those already queued: no write of its own */
+            ngx_http_sse_h2_held[i].opening |= sub->h2_opening;
+            sub->h2_opening = 0;
             return 1;
         }
     }
@@ -2061,6 +2068,8 @@ ngx_http_sse_h2_hold(ngx_http_sse_sub_t *sub)
     h = &ngx_http_sse_h2_held[ngx_http_sse_h2_nheld++];
     h->c = c;
     h->number = c->number;
+    h->opening = sub->h2_opening;
+    sub->h2_opening = 0;
 
     c->write->ready = 0;
 
@@ -2097,9 +2106,12 @@ ngx_http_sse_h2_flush(void)
         /*
          * nginx gives an HTTP/2 connection's TLS buffer back only when it
          * has no stream left, never while an event stream is open: ours
-         * is given back after each write that drained it
+         * is given back once a stream has opened, so that a connection
+         * that gets no event holds none.  Not after every write: taking
+         * and freeing 16 KB per event cost 10% more CPU per delivery.
          */
-        if (c->fd != (ngx_socket_t) -1
+        if (ngx_http_sse_h2_held[i].opening
+            && c->fd != (ngx_socket_t) -1
             && c->number == ngx_http_sse_h2_held[i].number)
         {
             ngx_http_sse_ssl_buf_free(c);
