@@ -187,6 +187,7 @@ static void ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
 
 static void ngx_http_sse_redis_tick_handler(ngx_event_t *ev);
 static void ngx_http_sse_redis_elect(void);
+static void ngx_http_sse_redis_set_ingress(ngx_uint_t ingress);
 static void ngx_http_sse_redis_beat(void);
 static void ngx_http_sse_redis_set_up(ngx_uint_t up);
 static void ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link);
@@ -490,6 +491,12 @@ ngx_http_sse_redis_init_worker(ngx_cycle_t *cycle,
     rd->conf = rcf;
     rd->log = cycle->log;
 
+    /*
+     * until Redis's TIME is read, its clock is taken to be this host's:
+     * the deadlines of the first publishes must be near right, not 0
+     */
+    rd->offset = (int64_t) ngx_http_sse_hub_now() - (int64_t) ngx_current_msec;
+
     ngx_http_sse_redis_link_init(&rd->cmd, "command",
                                  ngx_http_sse_redis_cmd_ready);
     ngx_http_sse_redis_link_init(&rd->reader, "log reader",
@@ -547,6 +554,8 @@ ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle)
 
     ngx_http_sse_redis_release();
 
+    rd->cmd.wanted = 0;
+
     if (rd->cmd.ac && (rd->cmd.ac->c.flags & REDIS_CONNECTED)) {
         /*
          * what is queued, the lease's release above all, is written now:
@@ -599,9 +608,7 @@ ngx_http_sse_redis_release(void)
 
         rd->is_ingress = 0;
 
-        if (hub) {
-            hub->sh->redis.ingress = 0;
-        }
+        ngx_http_sse_redis_set_ingress(0);
     }
 
     if (rd->is_reader) {
@@ -1973,6 +1980,29 @@ ngx_http_sse_redis_elect(void)
 }
 
 
+/* what the status says of the lease; only the node's reader may hold it */
+
+static void
+ngx_http_sse_redis_set_ingress(ngx_uint_t ingress)
+{
+    ngx_http_sse_hub_t  *hub;
+
+    hub = ngx_http_sse_hub_get();
+
+    if (hub == NULL) {
+        return;
+    }
+
+    ngx_http_sse_hub_lock();
+
+    if (hub->sh->redis.reader == ngx_pid) {
+        hub->sh->redis.ingress = ingress;
+    }
+
+    ngx_http_sse_hub_unlock();
+}
+
+
 static void
 ngx_http_sse_redis_set_up(ngx_uint_t up)
 {
@@ -1980,9 +2010,19 @@ ngx_http_sse_redis_set_up(ngx_uint_t up)
 
     hub = ngx_http_sse_hub_get();
 
-    if (hub) {
+    if (hub == NULL) {
+        return;
+    }
+
+    /* a reader replaced meanwhile must not speak for the one now */
+
+    ngx_http_sse_hub_lock();
+
+    if (hub->sh->redis.reader == ngx_pid) {
         hub->sh->redis.up = up;
     }
+
+    ngx_http_sse_hub_unlock();
 }
 
 
@@ -2412,7 +2452,6 @@ ngx_http_sse_redis_lease_reply(redisAsyncContext *ac, void *r,
 static void
 ngx_http_sse_redis_lease_lost(void)
 {
-    ngx_http_sse_hub_t    *hub;
     ngx_http_sse_redis_t  *rd;
 
     rd = &ngx_http_sse_redis;
@@ -2420,10 +2459,7 @@ ngx_http_sse_redis_lease_lost(void)
     rd->is_ingress = 0;
     rd->lease_at = 0;
 
-    hub = ngx_http_sse_hub_get();
-    if (hub) {
-        hub->sh->redis.ingress = 0;
-    }
+    ngx_http_sse_redis_set_ingress(0);
 
     rd->sub.wanted = 0;
     ngx_http_sse_redis_close(&rd->sub, NULL);

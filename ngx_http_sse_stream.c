@@ -729,6 +729,15 @@ ngx_http_sse_sub_replay(ngx_http_sse_sub_t *sub)
     sub->replay_first = rp.first;
     sub->replay_wait = (rc == NGX_AGAIN);
 
+    if (rc == NGX_AGAIN) {
+        /*
+         * no longer the first piece: should the history move past its id
+         * while it waits (a catch-up longer than sse_history), the stream
+         * ends cleanly and resumes, as any replay overtaken
+         */
+        sub->replay_first = 0;
+    }
+
     switch (rc) {
 
     case NGX_OK:
@@ -1548,8 +1557,9 @@ ngx_http_sse_ssl_buf_free(ngx_connection_t *c)
 
     b = c->ssl->buf;
 
-    if (b->pos == b->last && ngx_pfree(c->pool, b->start) == NGX_OK) {
-        c->ssl->buf = NULL;
+    if (b->start && b->pos == b->last) {
+        /* the buf stays, its memory goes: nginx takes new when start is NULL */
+        ngx_ssl_free_buffer(c);
     }
 }
 
