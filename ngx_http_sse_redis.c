@@ -187,9 +187,8 @@ static void ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
 
 static void ngx_http_sse_redis_tick_handler(ngx_event_t *ev);
 static void ngx_http_sse_redis_elect(void);
-static void ngx_http_sse_redis_set_ingress(ngx_uint_t ingress);
 static void ngx_http_sse_redis_beat(void);
-static void ngx_http_sse_redis_set_up(ngx_uint_t up);
+static void ngx_http_sse_redis_set_status(ngx_int_t up, ngx_int_t ingress);
 static void ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link);
 static void ngx_http_sse_redis_xread(void);
 static void ngx_http_sse_redis_xread_reply(redisAsyncContext *ac, void *r,
@@ -608,7 +607,7 @@ ngx_http_sse_redis_release(void)
 
         rd->is_ingress = 0;
 
-        ngx_http_sse_redis_set_ingress(0);
+        ngx_http_sse_redis_set_status(-1, 0);
     }
 
     if (rd->is_reader) {
@@ -1235,7 +1234,7 @@ ngx_http_sse_redis_link_lost(ngx_http_sse_redis_link_t *link)
     if (link->state == NGX_HTTP_SSE_REDIS_READY
         && link == &rd->reader && rd->is_reader)
     {
-        ngx_http_sse_redis_set_up(0);
+        ngx_http_sse_redis_set_status(0, -1);
     }
 
     if (link->state == NGX_HTTP_SSE_REDIS_READY && link == &rd->sub
@@ -1980,10 +1979,14 @@ ngx_http_sse_redis_elect(void)
 }
 
 
-/* what the status says of the lease; only the node's reader may hold it */
+/*
+ * What the status says of the node's link and of the lease (-1: left as
+ * it is).  Only the node's reader speaks for them: one replaced meanwhile
+ * must not overwrite what the one now says.
+ */
 
 static void
-ngx_http_sse_redis_set_ingress(ngx_uint_t ingress)
+ngx_http_sse_redis_set_status(ngx_int_t up, ngx_int_t ingress)
 {
     ngx_http_sse_hub_t  *hub;
 
@@ -1996,30 +1999,13 @@ ngx_http_sse_redis_set_ingress(ngx_uint_t ingress)
     ngx_http_sse_hub_lock();
 
     if (hub->sh->redis.reader == ngx_pid) {
-        hub->sh->redis.ingress = ingress;
-    }
+        if (up >= 0) {
+            hub->sh->redis.up = up;
+        }
 
-    ngx_http_sse_hub_unlock();
-}
-
-
-static void
-ngx_http_sse_redis_set_up(ngx_uint_t up)
-{
-    ngx_http_sse_hub_t  *hub;
-
-    hub = ngx_http_sse_hub_get();
-
-    if (hub == NULL) {
-        return;
-    }
-
-    /* a reader replaced meanwhile must not speak for the one now */
-
-    ngx_http_sse_hub_lock();
-
-    if (hub->sh->redis.reader == ngx_pid) {
-        hub->sh->redis.up = up;
+        if (ingress >= 0) {
+            hub->sh->redis.ingress = ingress;
+        }
     }
 
     ngx_http_sse_hub_unlock();
@@ -2031,7 +2017,7 @@ ngx_http_sse_redis_set_up(ngx_uint_t up)
 static void
 ngx_http_sse_redis_reader_ready(ngx_http_sse_redis_link_t *link)
 {
-    ngx_http_sse_redis_set_up(1);
+    ngx_http_sse_redis_set_status(1, -1);
     ngx_http_sse_redis_xread();
 }
 
@@ -2459,7 +2445,7 @@ ngx_http_sse_redis_lease_lost(void)
     rd->is_ingress = 0;
     rd->lease_at = 0;
 
-    ngx_http_sse_redis_set_ingress(0);
+    ngx_http_sse_redis_set_status(-1, 0);
 
     rd->sub.wanted = 0;
     ngx_http_sse_redis_close(&rd->sub, NULL);
