@@ -32,7 +32,7 @@ for my $s (@s) { my @e = $s->read_events(count => 1, timeout => 5); $live++ if (
 is($live, 8, 'every stream got it');
 
 my $mark = $A->log_mark;
-kill 'STOP', $reader;
+ok(stop_process($reader), 'the reader stands still');
 my $t0 = time;
 # streams opened now are on the running worker: the stopped one accepts none
 my @run = map { $A->sse_connect('/events/news') } 1 .. 4;

@@ -42,7 +42,7 @@ for my $round (1 .. 3) {
     is_deeply([ids_of($old->read_events(count => 1, timeout => 5))], [$e0],
               "round $round: the subscriber got the first event");
 
-    ok(kill('STOP', $w), "round $round: worker $w stopped");
+    ok(stop_process($w), "round $round: worker $w stopped");
     my $new = $srv->sse_connect("/events/$ch", sock => $k->{sock}, defer => 1,
                                 headers => { 'Last-Event-ID' => $e0 });
     my @e;

@@ -167,7 +167,7 @@ sub check_streams {
 # reads every channel's events at once when it goes on
 {
     my ($w) = sort map { $_->[0]->worker } grep { @{ $_->[1] } > 1 } @streams;
-    ok(kill('STOP', $w), "worker $w stopped");
+    ok(stop_process($w), "worker $w stopped");
     my $pw = publish_all('batched', 100, port => $port2, skip_worker => $w);
     ok(kill('CONT', $w), "worker $w continued");
     my @other = grep { $_ != $w } $srv->worker_pids;

@@ -58,7 +58,7 @@ for my $round (1 .. 6) {
         or next;
     my $pub = sub { $srv->keepalive_http($k, 'POST', "/pub/$_[0]", body => $_[1]) };
 
-    ok(kill('STOP', $w), "round $round: worker $w stopped");
+    ok(stop_process($w), "round $round: worker $w stopped");
     my @before;       # events the stream must still get: published before the DELETE
     if ($round % 2) {
         my $r = not_on($w, "round $round: B's event before the DELETE",

@@ -36,7 +36,7 @@ our @EXPORT = qw(
     start_nginx http http_parallel publish status sse_connect sse_connect_many
     json_decode json_encode parse_id id_cmp ids_strictly_increasing
     url_encode check_json_error wait_until now_ms repo_dir
-    nginx_config_test sse_frame keepalive_conn keepalive_http
+    nginx_config_test sse_frame keepalive_conn keepalive_http stop_process
 );
 
 our $CURRENT;           # last started server
@@ -694,6 +694,16 @@ sub sse_connect_many {
     }
     $_->_read_head($o{timeout} // $DEFAULT_TIMEOUT) for grep { $_->{sock} } @s;
     return @s;
+}
+
+# stop_process($pid): SIGSTOP, and back only once the process stands
+# still.  kill() only queues the signal: until the process runs to take it,
+# it still sits in epoll_wait, and the kernel may hand it (and no other
+# worker) the next connection, which then waits for SIGCONT.
+sub stop_process {
+    my ($pid) = @_;
+    kill('STOP', $pid) or return 0;
+    return wait_until(sub { ((SSETest::Server::_proc_stat($pid))[0] // '') eq 'T' }, 5, 0.005) ? 1 : 0;
 }
 
 # ----------------------------------------------------------------------
