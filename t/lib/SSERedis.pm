@@ -633,7 +633,10 @@ package SSERedis::Fake;
 #                    hang() keeps every connection open but lets nothing
 #                    through either way, old or new (a black hole);
 #                    restore() listens again / relays new connections (the
-#                    hung ones stay hung: what they sent is lost)
+#                    hung ones stay hung: what they sent is lost); with
+#                    hold_time => $secs, the first TIME command of each
+#                    connection and all it sends after it are held back
+#                    that long, then relayed (logged "hold" and "release")
 # The fake logs "accept" and "cmd <NAME>" lines (commands() / accepts()).
 
 use strict;
@@ -895,8 +898,16 @@ sub _serve {
                 }
             } else {                    # proxy, or loading done
                 $e->{buf} .= $data;
-                $relay->($e);
+                if ($self->{hold_time} && !$e->{held} && grep { $_ eq 'TIME' } @cmds) {
+                    $e->{held} = time() + $self->{hold_time};
+                    print $log "hold\n";
+                }
+                $relay->($e) unless $e->{held} && $e->{held} > time();
             }
+        }
+        for my $e (grep { $_->{held} && $_->{held} <= time() && length($_->{buf} // '') } values %c) {
+            print $log "release\n";
+            $relay->($e);
         }
     }
 }

@@ -1,0 +1,56 @@
+#!/usr/bin/perl
+# Redis mode: a publish is checked against its deadline on Redis's clock,
+# and the offset between the clocks is known only once Redis has answered
+# TIME.  A POST that comes before that answer (a worker just started, a
+# link just back) must still get 201: until TIME is read, Redis's clock is
+# taken to be this host's.  (With no offset at all, the deadline was the
+# host's uptime in ms, decades in Redis's past: such POSTs were refused
+# 503 at every worker start.)
+# A proxy before the real Redis holds the command link's first TIME, and
+# all that follows it on that link, for 2 s; a POST is made meanwhile.
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SSETest;
+use SSERedis;
+use Time::HiRes qw(time sleep);
+
+my $HOLD = 2;
+my $r = SSERedis->start;
+my $F = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port, hold_time => $HOLD);
+my $N = start_node(url => $F->url, workers => 1, ready => 0,
+                   http => "sse_redis_timeout 5s;\n");
+
+ok(wait_until(sub { $F->log_text =~ /^hold$/m }, 10, 0.01),
+   'the worker asked Redis for its TIME, held back by the proxy')
+    or diag($F->log_text);
+ok(wait_redis($N, 'up', 5), 'the link is up meanwhile');
+my $s = $N->sse_connect('/events/news');
+is($s->status, 200, 'a stream');
+
+my $t0 = time();
+my $res = $N->publish('/pub/news', 'before TIME');
+my $dt = time() - $t0;
+my @log = split /\n/, $F->log_text;
+my ($hold) = grep { $log[$_] eq 'hold' } 0 .. $#log;
+ok(defined $hold && !grep({ $_ eq 'release' } @log[0 .. $hold]), 'the POST went before the TIME answer came');
+ok($dt > 0.5, sprintf('its answer waited for the held TIME (%.1f s)', $dt));
+is($res->{status}, 201, 'the POST made before Redis answered TIME: 201')
+    or diag($res->{body} . "\n" . $N->error_log);
+my @ev = $s->read_events(count => 1, timeout => 5);
+is(($ev[0]{id} // '') . ' ' . ($ev[0]{data} // ''), ($res->{json}{id} // '?') . ' before TIME',
+   'the stream got it, with the id of the answer');
+my @entries = $r->log_of('sse:log', 'news');
+is(join(',', map { $_->{fields}{data} } @entries), 'before TIME', 'Redis logged it once');
+unlike($N->error_log, qr/SSETIMEOUT|refused/, 'no publish was refused as too late');
+
+$res = $N->publish('/pub/news', 'after TIME');
+is($res->{status}, 201, 'a POST after the TIME answer: 201');
+
+$s->close;
+$N->stop;
+$F->stop;
+$r->stop;
+done_testing;
