@@ -59,6 +59,10 @@ push @s, @run;
 kill 'CONT', $reader;
 my $handed = wait_until(sub { $A->error_log_since($mark) =~ /reads the redis log now/ }, 5, 0.1);
 ok($handed, 'the first worker, running again, sees it was replaced and hands over');
+# handing over closes its links: that is not the node's link going down
+sleep 0.5;
+is(redis_state($A), 'up', 'the status still says "redis":"up": the worker that handed over does not speak for the node');
+ok(wait_until(sub { ingress_nodes($A) }, 5, 0.1), 'and the node, one of its workers, still converts PUBLISH (redis_ingress)');
 # its own streams get the entry now, once
 for my $s (@stopped_side) {
     my @e = $s->read_events(count => 1, timeout => 5);
