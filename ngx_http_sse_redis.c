@@ -553,6 +553,7 @@ ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle)
 
     ngx_http_sse_redis_release();
 
+    /* a write that fails below must not have the link connected again */
     rd->cmd.wanted = 0;
 
     if (rd->cmd.ac && (rd->cmd.ac->c.flags & REDIS_CONNECTED)) {
@@ -566,7 +567,6 @@ ngx_http_sse_redis_exit_worker(ngx_cycle_t *cycle)
         rd->cmd.writing = 0;
     }
 
-    rd->cmd.wanted = 0;
     ngx_http_sse_redis_close(&rd->cmd, NULL);
 
     rd->conf = NULL;
