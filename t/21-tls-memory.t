@@ -14,7 +14,6 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use SSETest;
-use File::Temp ();
 use Time::HiRes qw(time sleep);
 
 my $N     = 6000;
@@ -25,10 +24,7 @@ ok(system('openssl version >/dev/null 2>&1') == 0, 'openssl is installed')
 ok(system('curl --version >/dev/null 2>&1') == 0, 'curl is installed')
     or BAIL_OUT('install curl (make deps)');
 
-my $dir = File::Temp::tempdir('sse-tlsmem-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-       . "-keyout '$dir/key.pem' -out '$dir/cert.pem' >/dev/null 2>&1") == 0
-    or BAIL_OUT('openssl could not make a certificate');
+my $dir = eval { make_certificate() } or BAIL_OUT($@);
 
 my $tls_port = SSETest::_free_port();
 my $srv = start_nginx(
@@ -44,12 +40,7 @@ EOH
 my ($pid) = $srv->worker_pids;
 ok($pid, "the worker: $pid");
 
-sub mem {
-    my $st = SSETest::_slurp("/proc/$pid/status") // '';
-    my ($data) = $st =~ /^VmData:\s+(\d+) kB/m;
-    my ($rss)  = $st =~ /^VmRSS:\s+(\d+) kB/m;
-    return { data => $data // -1, rss => $rss // -1 };
-}
+sub mem { proc_mem($pid) }
 
 # the subscriber: curl over HTTPS/1.1, reading all it gets into a file
 my $out = "$dir/stream.txt";

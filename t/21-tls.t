@@ -12,7 +12,6 @@ use lib "$FindBin::Bin/lib";
 use SSETest;
 use IPC::Open2;
 use IO::Select;
-use File::Temp ();
 
 my $node = $ENV{NODE_BIN} || 'node';
 ok(system("$node --version >/dev/null 2>&1") == 0, "node is installed ($node)")
@@ -20,10 +19,7 @@ ok(system("$node --version >/dev/null 2>&1") == 0, "node is installed ($node)")
 ok(system('openssl version >/dev/null 2>&1') == 0, 'openssl is installed')
     or BAIL_OUT('install openssl (make deps)');
 
-my $certdir = File::Temp::tempdir('sse-tls-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-       . "-keyout '$certdir/key.pem' -out '$certdir/cert.pem' >/dev/null 2>&1") == 0
-    or BAIL_OUT('openssl could not make a certificate');
+my $certdir = eval { make_certificate() } or BAIL_OUT($@);
 
 my $tls_port = SSETest::_free_port();
 

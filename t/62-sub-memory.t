@@ -24,12 +24,7 @@ my $srv = start_nginx(workers => 1, http => "sse_history 5;\nsse_heartbeat off;\
 my ($pid) = $srv->worker_pids;
 ok($pid, "the worker: $pid");
 
-sub mem {
-    my $st = SSETest::_slurp("/proc/$pid/status") // '';
-    my ($data) = $st =~ /^VmData:\s+(\d+) kB/m;
-    my ($rss)  = $st =~ /^VmRSS:\s+(\d+) kB/m;
-    return { data => $data // -1, rss => $rss // -1 };
-}
+sub mem { proc_mem($pid) }
 
 my $payload = 'm' x 100;
 sub round {

@@ -20,7 +20,6 @@ use IO::Select;
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_RCVBUF SO_LINGER SHUT_WR);
 use POSIX ();
-use File::Temp ();
 use MIME::Base64 qw(encode_base64 decode_base64);
 use Time::HiRes qw(time sleep);
 
@@ -30,10 +29,7 @@ use Time::HiRes qw(time sleep);
 
 ok(system('openssl version >/dev/null 2>&1') == 0, 'openssl is installed')
     or BAIL_OUT('install openssl (make deps)');
-my $certdir = File::Temp::tempdir('sse-hostile-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-       . "-keyout '$certdir/key.pem' -out '$certdir/cert.pem' >/dev/null 2>&1") == 0
-    or BAIL_OUT('openssl could not make a certificate');
+my $certdir = eval { make_certificate() } or BAIL_OUT($@);
 
 my $h2port = SSETest::_free_port();
 my $tlsport = SSETest::_free_port();

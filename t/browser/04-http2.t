@@ -25,9 +25,7 @@ my $N = 8;
 my $port = SSETest::_free_port();
 my $ex = Example->new('http2.conf', fill => sub {
     my ($dir) = @_;
-    system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
-           . "-keyout '$dir/key.pem' -out '$dir/cert.pem' >/dev/null 2>&1") == 0
-        or die "openssl could not make a certificate\n";
+    make_certificate($dir);
     # the page: nginx's default root, html/ under the prefix
     mkdir "$dir/html";
     open my $fh, '>', "$dir/html/index.html" or die $!;

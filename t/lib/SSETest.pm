@@ -37,6 +37,7 @@ our @EXPORT = qw(
     json_decode json_encode parse_id id_cmp ids_strictly_increasing
     url_encode check_json_error wait_until now_ms repo_dir
     nginx_config_test sse_frame keepalive_conn keepalive_http stop_process
+    make_certificate proc_mem
 );
 
 our $CURRENT;           # last started server
@@ -694,6 +695,28 @@ sub sse_connect_many {
     }
     $_->_read_head($o{timeout} // $DEFAULT_TIMEOUT) for grep { $_->{sock} } @s;
     return @s;
+}
+
+# make_certificate([$dir]): a self-signed certificate for localhost,
+# cert.pem and key.pem in $dir (a new temporary folder when none is
+# given); returns the folder, dies when openssl cannot make one
+sub make_certificate {
+    my ($dir) = @_;
+    $dir //= tempdir('sse-cert-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
+           . "-keyout '$dir/key.pem' -out '$dir/cert.pem' >/dev/null 2>&1") == 0
+        or die "openssl could not make a certificate (make deps installs openssl)\n";
+    return $dir;
+}
+
+# proc_mem($pid): a process's data size (VmData: what malloc took from the
+# kernel) and its RSS, in kB: { data, rss }, -1 where unknown
+sub proc_mem {
+    my ($pid) = @_;
+    my $st = _slurp("/proc/$pid/status") // '';
+    my ($data) = $st =~ /^VmData:\s+(\d+) kB/m;
+    my ($rss)  = $st =~ /^VmRSS:\s+(\d+) kB/m;
+    return { data => $data // -1, rss => $rss // -1 };
 }
 
 # stop_process($pid): SIGSTOP, and back only once the process stands
