@@ -184,7 +184,7 @@ typedef struct {
 
 typedef struct {
     ngx_pid_t                       reader;     /* reads the Redis log */
-    time_t                          reader_beat; /* its last tick */
+    ngx_msec_t                      reader_beat; /* its last tick */
     ngx_uint_t                      up;         /* its link is up */
     ngx_uint_t                      ingress;    /* converts PUBLISH */
     ngx_http_sse_id_t               read_id;    /* the last entry read */
@@ -411,6 +411,8 @@ ngx_http_sse_hub_t *ngx_http_sse_hub_get(void);
 void ngx_http_sse_hub_lock(void);
 void ngx_http_sse_hub_unlock(void);
 uint64_t ngx_http_sse_hub_now(void);
+uint64_t ngx_http_sse_hub_wall(void);
+void ngx_http_sse_hub_set_clock(uint64_t (*clock)(void));
 
 ngx_http_sse_slot_t *ngx_http_sse_hub_attach(ngx_log_t *log);
 void ngx_http_sse_hub_detach(ngx_http_sse_slot_t *slot);

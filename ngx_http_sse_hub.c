@@ -74,6 +74,7 @@ static void ngx_http_sse_hub_changed(void);
 
 static ngx_http_sse_hub_t  *ngx_http_sse_hub;
 static void               (*ngx_http_sse_hub_changed_handler)(void);
+static uint64_t           (*ngx_http_sse_hub_clock)(void);
 
 
 ngx_int_t
@@ -182,8 +183,34 @@ ngx_http_sse_hub_unlock(void)
 }
 
 
+/*
+ * The clock of the ids, in ms: history ages are an id's ms against it.
+ * This host's, unless another clock makes the ids (Redis's, in Redis
+ * mode: ngx_http_sse_hub_set_clock() in each worker), or an event kept
+ * for an hour would be kept for an hour plus the clocks' difference, or
+ * not at all.
+ */
+
+void
+ngx_http_sse_hub_set_clock(uint64_t (*clock)(void))
+{
+    ngx_http_sse_hub_clock = clock;
+}
+
+
 uint64_t
 ngx_http_sse_hub_now(void)
+{
+    if (ngx_http_sse_hub_clock) {
+        return ngx_http_sse_hub_clock();
+    }
+
+    return ngx_http_sse_hub_wall();
+}
+
+
+uint64_t
+ngx_http_sse_hub_wall(void)
 {
     ngx_time_t  *tp;
 

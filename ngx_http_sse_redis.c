@@ -34,10 +34,11 @@
 #define NGX_HTTP_SSE_REDIS_TICK         200
 
 /*
- * a reader whose tick has not run for this long (seconds) is taken over:
- * its pid may be alive, but be another process's now
+ * a reader whose tick has not run for this long (ms, on the host's
+ * monotonic clock, which all workers share) is taken over: its pid may be
+ * alive, but be another process's now
  */
-#define NGX_HTTP_SSE_REDIS_READER_STALE 10
+#define NGX_HTTP_SSE_REDIS_READER_STALE 10000
 
 /* entries one script call appends at most: a group is sent when it is full */
 #define NGX_HTTP_SSE_REDIS_GROUP        1000
@@ -57,6 +58,9 @@
 
 /* the clock offset to Redis is measured again this often */
 #define NGX_HTTP_SSE_REDIS_CLOCK_EVERY  60000
+
+/* seconds of a TIME answer beyond which it is no time (year 5138) */
+#define NGX_HTTP_SSE_REDIS_TIME_MAX     100000000000LL
 
 
 typedef enum {
@@ -129,7 +133,7 @@ typedef struct {
     ngx_pool_t                     *group_pool; /* this turn's publishes */
     ngx_array_t                     group_entries;
     ngx_array_t                     group_ops;
-    uint64_t                        group_deadline;
+    ngx_msec_t                      group_start; /* its first publish */
     ngx_event_t                     group_send;
     ngx_http_sse_log_limit_t        refused_log;
     ngx_http_sse_log_limit_t        late_log;
@@ -139,6 +143,7 @@ typedef struct {
     unsigned                        lease_pending:1;
     unsigned                        down_logged:1;
     unsigned                        exiting:1;
+    unsigned                        clock_known:1; /* TIME answered */
 } ngx_http_sse_redis_t;
 
 
@@ -185,6 +190,8 @@ static void ngx_http_sse_redis_clock(void);
 static void ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
     void *privdata);
 
+static uint64_t ngx_http_sse_redis_now(void);
+static void ngx_http_sse_redis_clock_set(int64_t redis_ms);
 static void ngx_http_sse_redis_tick_handler(ngx_event_t *ev);
 static void ngx_http_sse_redis_elect(void);
 static void ngx_http_sse_redis_beat(void);
@@ -491,10 +498,13 @@ ngx_http_sse_redis_init_worker(ngx_cycle_t *cycle,
     rd->log = cycle->log;
 
     /*
-     * until Redis's TIME is read, its clock is taken to be this host's:
-     * the deadlines of the first publishes must be near right, not 0
+     * until Redis's TIME is read, its clock is taken to be this host's
+     * (publishes wait for it; the history's ages are near right)
      */
-    rd->offset = (int64_t) ngx_http_sse_hub_now() - (int64_t) ngx_current_msec;
+    rd->offset = (int64_t) ngx_http_sse_hub_wall() - (int64_t) ngx_current_msec;
+
+    /* ids are Redis's: the history's ages are on its clock */
+    ngx_http_sse_hub_set_clock(ngx_http_sse_redis_now);
 
     ngx_http_sse_redis_link_init(&rd->cmd, "command",
                                  ngx_http_sse_redis_cmd_ready);
@@ -588,9 +598,14 @@ ngx_http_sse_redis_release(void)
     rd = &ngx_http_sse_redis;
     hub = ngx_http_sse_hub_get();
 
-    if (rd->is_ingress) {
+    if (rd->is_ingress || rd->lease_pending) {
         rd->sub.wanted = 0;
         ngx_http_sse_redis_close(&rd->sub, NULL);
+
+        /*
+         * a lease asked for and not yet answered may be granted: the
+         * release goes after it on the link, and frees it if it was
+         */
 
         if (rd->cmd.state == NGX_HTTP_SSE_REDIS_READY) {
             ngx_str_set(&argv[0], "EVALSHA");
@@ -1377,8 +1392,13 @@ ngx_http_sse_redis_clock(void)
 
     ngx_str_set(&argv[0], "TIME");
 
-    (void) ngx_http_sse_redis_command(&rd->cmd, ngx_http_sse_redis_clock_reply,
-                                      NULL, 1, argv);
+    if (ngx_http_sse_redis_command(&rd->cmd, ngx_http_sse_redis_clock_reply,
+                                   NULL, 1, argv)
+        != NGX_OK)
+    {
+        /* no answer will come: publishes go on this host's clock */
+        ngx_http_sse_redis_clock_set(NGX_ERROR);
+    }
 }
 
 
@@ -1387,34 +1407,84 @@ ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     redisReply            *reply = r;
-    int64_t                redis_ms, our_ms;
+    ngx_int_t              sec, usec;
     ngx_http_sse_redis_t  *rd;
 
     rd = &ngx_http_sse_redis;
 
-    if (reply) {
-        ngx_http_sse_redis_replied(&rd->cmd);
+    if (reply == NULL) {
+        /* the link went: the next one asks again */
+        return;
     }
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[1]->type != REDIS_REPLY_STRING)
+    ngx_http_sse_redis_replied(&rd->cmd);
+
+    sec = NGX_ERROR;
+    usec = NGX_ERROR;
+
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING)
     {
+        sec = ngx_atoi((u_char *) reply->element[0]->str,
+                       reply->element[0]->len);
+        usec = ngx_atoi((u_char *) reply->element[1]->str,
+                        reply->element[1]->len);
+    }
+
+    if (sec == NGX_ERROR || usec == NGX_ERROR || usec > 999999
+        || sec > NGX_HTTP_SSE_REDIS_TIME_MAX)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "sse: redis answered TIME with no time, "
+                      "its clock is taken to be this host's");
+
+        ngx_http_sse_redis_clock_set(NGX_ERROR);
         return;
     }
 
     ngx_time_update();
 
-    redis_ms = (int64_t) ngx_atoi((u_char *) reply->element[0]->str,
-                                  reply->element[0]->len) * 1000
-               + ngx_atoi((u_char *) reply->element[1]->str,
-                          reply->element[1]->len) / 1000;
+    ngx_http_sse_redis_clock_set((int64_t) sec * 1000 + usec / 1000);
+}
 
-    our_ms = (int64_t) ngx_current_msec
-             - (int64_t) (ngx_current_msec - rd->clock_sent) / 2;
 
-    rd->offset = redis_ms - our_ms;
+/*
+ * Redis's clock is known (redis_ms: its time, read in the middle of the
+ * round trip), or will not be (NGX_ERROR: the offset stays as it was);
+ * either way the publishes that waited for it go.
+ */
+
+static void
+ngx_http_sse_redis_clock_set(int64_t redis_ms)
+{
+    int64_t                our_ms;
+    ngx_http_sse_redis_t  *rd;
+
+    rd = &ngx_http_sse_redis;
+
+    if (redis_ms != NGX_ERROR) {
+        our_ms = (int64_t) ngx_current_msec
+                 - (int64_t) (ngx_current_msec - rd->clock_sent) / 2;
+
+        rd->offset = redis_ms - our_ms;
+    }
+
+    rd->clock_known = 1;
+
+    if (rd->group_pool && !rd->group_send.posted) {
+        ngx_post_event(&rd->group_send, &ngx_posted_events);
+    }
+}
+
+
+/* Redis's time now, as this worker knows it: the clock of the ids */
+
+static uint64_t
+ngx_http_sse_redis_now(void)
+{
+    return (uint64_t) ((int64_t) ngx_current_msec
+                       + ngx_http_sse_redis.offset);
 }
 
 
@@ -1429,7 +1499,6 @@ ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     ngx_http_sse_redis_done_pt done, void *data,
     ngx_http_sse_redis_op_t **opp)
 {
-    ngx_msec_t                  margin;
     ngx_http_sse_redis_t       *rd;
     ngx_http_sse_redis_op_t    *op;
 
@@ -1459,18 +1528,8 @@ ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     }
 
     if (rd->group_pool == NULL) {
-
-        /*
-         * the script must run a quarter of the timeout before the first
-         * publish of the group ends here, so that its answer is back before
-         * that publisher is told 503
-         */
-
-        margin = rd->conf->timeout / 4;
-
-        rd->group_deadline = (uint64_t) ((int64_t) ngx_current_msec
-                                         + rd->offset)
-                             + rd->conf->timeout - margin;
+        /* the group's deadline counts from its first publish */
+        rd->group_start = ngx_current_msec;
     }
 
     if (ngx_http_sse_redis_group_add(e, n, op) != NGX_OK) {
@@ -1575,6 +1634,7 @@ failed:
 static void
 ngx_http_sse_redis_group_send(ngx_event_t *ev)
 {
+    uint64_t                     deadline;
     ngx_uint_t                   nops;
     ngx_pool_t                  *pool;
     ngx_http_sse_redis_t        *rd;
@@ -1590,6 +1650,23 @@ ngx_http_sse_redis_group_send(ngx_event_t *ev)
     if (pool == NULL) {
         return;
     }
+
+    if (!rd->clock_known && rd->cmd.state == NGX_HTTP_SSE_REDIS_READY) {
+        /*
+         * a deadline on Redis's clock needs it: the group goes once TIME
+         * is answered (one round trip, after a worker starts)
+         */
+        return;
+    }
+
+    /*
+     * the script must run a quarter of the timeout before the first
+     * publish of the group ends here, so that its answer is back before
+     * that publisher is told 503
+     */
+
+    deadline = (uint64_t) ((int64_t) rd->group_start + rd->offset)
+               + rd->conf->timeout - rd->conf->timeout / 4;
 
     rd->group_pool = NULL;
     nops = rd->group_ops.nelts;
@@ -1610,7 +1687,7 @@ ngx_http_sse_redis_group_send(ngx_event_t *ev)
 
     if (rd->cmd.state != NGX_HTTP_SSE_REDIS_READY
         || ngx_http_sse_redis_send_append(rd->group_entries.elts,
-                                          g->nentries, rd->group_deadline,
+                                          g->nentries, deadline,
                                           NULL,
                                           ngx_http_sse_redis_group_reply, g,
                                           pool)
@@ -1716,6 +1793,11 @@ ngx_http_sse_redis_group_reply(redisAsyncContext *ac, void *r,
                           "sse_redis_timeout, answered 503 (%ui since the "
                           "last such line)", ngx_http_sse_redis.late_log.seen);
             ngx_http_sse_redis.late_log.seen = 0;
+        }
+
+        if (rc == NGX_OK && op->done == NULL && op->data) {
+            /* Redis took it within its deadline: is its clock behind ours? */
+            ngx_http_sse_redis.clock_at = 0;
         }
 
         from += op->n;
@@ -1902,7 +1984,7 @@ ngx_http_sse_redis_beat(void)
     pid = hub->sh->redis.reader;
 
     if (pid == ngx_pid) {
-        hub->sh->redis.reader_beat = ngx_time();
+        hub->sh->redis.reader_beat = ngx_current_msec;
     }
 
     ngx_http_sse_hub_unlock();
@@ -1947,7 +2029,7 @@ ngx_http_sse_redis_elect(void)
     if (pid == 0 || pid == ngx_pid
         || (kill(pid, 0) == -1
             && (ngx_errno == NGX_ESRCH || ngx_errno == NGX_EPERM))
-        || ngx_time() - hub->sh->redis.reader_beat
+        || (ngx_msec_int_t) (ngx_current_msec - hub->sh->redis.reader_beat)
            > NGX_HTTP_SSE_REDIS_READER_STALE)
     {
         if (pid && pid != ngx_pid) {
@@ -1956,7 +2038,7 @@ ngx_http_sse_redis_elect(void)
         }
 
         hub->sh->redis.reader = ngx_pid;
-        hub->sh->redis.reader_beat = ngx_time();
+        hub->sh->redis.reader_beat = ngx_current_msec;
         hub->sh->redis.up = 0;
         hub->sh->redis.ingress = 0;
         rd->read_id = hub->sh->redis.read_id;
@@ -2378,7 +2460,6 @@ ngx_http_sse_redis_lease_reply(redisAsyncContext *ac, void *r,
 {
     redisReply            *reply = r;
     ngx_uint_t             held;
-    ngx_http_sse_hub_t    *hub;
     ngx_http_sse_redis_t  *rd;
 
     rd = &ngx_http_sse_redis;
@@ -2415,10 +2496,7 @@ ngx_http_sse_redis_lease_reply(redisAsyncContext *ac, void *r,
         rd->is_ingress = 1;
         rd->lease_at = ngx_current_msec + NGX_HTTP_SSE_REDIS_LEASE_RENEW;
 
-        hub = ngx_http_sse_hub_get();
-        if (hub) {
-            hub->sh->redis.ingress = 1;
-        }
+        ngx_http_sse_redis_set_status(-1, 1);
 
         ngx_log_error(NGX_LOG_INFO, rd->log, 0,
                       "sse: this worker converts PUBLISH on \"%V\"",

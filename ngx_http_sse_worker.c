@@ -959,25 +959,20 @@ ngx_http_sse_worker_replay(ngx_http_sse_lchan_t **lchans, ngx_uint_t n,
 
 /*
  * An id after what this worker has read, but not one from the future: an
- * id over NGX_HTTP_SSE_AHEAD_MAX ahead of this clock is no node's (a
- * client's own, or Redis's clock is off), and the stream would wait for
- * it for ever, so it is live at once, as without Redis.
+ * id over NGX_HTTP_SSE_AHEAD_MAX ahead of the ids' clock (Redis's, as this
+ * worker knows it, not this host's, which may be off) is no node's but a
+ * client's own, and the stream would wait for it for ever, so it is live
+ * at once, as without Redis.
  */
 
 static ngx_uint_t
 ngx_http_sse_replay_ahead(ngx_http_sse_id_t *id)
 {
-    uint64_t     now;
-    ngx_time_t  *tp;
-
     if (!ngx_http_sse_id_gt(id, &ngx_http_sse_worker.read_id)) {
         return 0;
     }
 
-    tp = ngx_timeofday();
-    now = (uint64_t) tp->sec * 1000 + tp->msec;
-
-    return id->ms <= now + NGX_HTTP_SSE_AHEAD_MAX;
+    return id->ms <= ngx_http_sse_hub_now() + NGX_HTTP_SSE_AHEAD_MAX;
 }
 
 

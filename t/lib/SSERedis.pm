@@ -634,9 +634,11 @@ package SSERedis::Fake;
 #                    through either way, old or new (a black hole);
 #                    restore() listens again / relays new connections (the
 #                    hung ones stay hung: what they sent is lost); with
-#                    hold_time => $secs, the first TIME command of each
-#                    connection and all it sends after it are held back
-#                    that long, then relayed (logged "hold" and "release")
+#                    hold_time => $secs, the first TIME command (or
+#                    hold_cmd => NAME) of each connection and all it sends
+#                    after it are held back that long, then relayed (logged
+#                    "hold" and "release"), or as soon as the client closes
+#                    (a slow network delivers what was sent before a FIN)
 # The fake logs "accept" and "cmd <NAME>" lines (commands() / accepts()).
 
 use strict;
@@ -866,7 +868,14 @@ sub _serve {
             next unless $e;
             my $n = sysread($s, my $data, 262144);
             if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; $close->($fn); next }
-            if ($n == 0) { $close->($fn); next }
+            if ($n == 0) {
+                if ($e->{held} && length($e->{buf} // '')) {
+                    print $log "release on close\n";
+                    $relay->($e);
+                }
+                $close->($fn);
+                next;
+            }
             if ($e->{hung}) { print $log "swallowed\n"; next }
             if ($e->{kind} eq 'backend') {
                 my $p = $c{ $e->{peer} };
@@ -898,7 +907,8 @@ sub _serve {
                 }
             } else {                    # proxy, or loading done
                 $e->{buf} .= $data;
-                if ($self->{hold_time} && !$e->{held} && grep { $_ eq 'TIME' } @cmds) {
+                if ($self->{hold_time} && !$e->{held}
+                    && grep { $_ eq ($self->{hold_cmd} // 'TIME') } @cmds) {
                     $e->{held} = time() + $self->{hold_time};
                     print $log "hold\n";
                 }
