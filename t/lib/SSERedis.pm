@@ -634,11 +634,15 @@ package SSERedis::Fake;
 #                    through either way, old or new (a black hole);
 #                    restore() listens again / relays new connections (the
 #                    hung ones stay hung: what they sent is lost); with
-#                    hold_time => $secs, the first TIME command (or
-#                    hold_cmd => NAME) of each connection and all it sends
-#                    after it are held back that long, then relayed (logged
-#                    "hold" and "release"), or as soon as the client closes
-#                    (a slow network delivers what was sent before a FIN)
+#                    hold_time => $secs, the first TIME command the fake
+#                    sees (or the first hold_cmd => NAME), and all its
+#                    connection sends after it, are held back that long,
+#                    then relayed (logged "hold" and "release"), or as soon
+#                    as the client closes (a slow network delivers what was
+#                    sent before a FIN; logged "release on close"); with
+#                    time_reply => $resp, the first TIME the fake sees, sent
+#                    alone, is answered $resp by the fake (logged "answered
+#                    TIME"), not relayed
 # The fake logs "accept" and "cmd <NAME>" lines (commands() / accepts()).
 
 use strict;
@@ -905,10 +909,16 @@ sub _serve {
                     $write->($e, "-LOADING Redis is loading the dataset in memory\r\n")
                         or do { $close->($fn); last };
                 }
+            } elsif ($self->{time_reply} && !$self->{time_answered} && @cmds == 1
+                     && $cmds[0] eq 'TIME' && !length($e->{buf} // '') && !length $e->{shadow}) {
+                $self->{time_answered} = 1;
+                print $log "answered TIME\n";
+                $write->($e, $self->{time_reply}) or $close->($fn);
             } else {                    # proxy, or loading done
                 $e->{buf} .= $data;
-                if ($self->{hold_time} && !$e->{held}
+                if ($self->{hold_time} && !$self->{held}
                     && grep { $_ eq ($self->{hold_cmd} // 'TIME') } @cmds) {
+                    $self->{held} = 1;
                     $e->{held} = time() + $self->{hold_time};
                     print $log "hold\n";
                 }
