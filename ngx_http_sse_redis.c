@@ -1413,7 +1413,15 @@ ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
     rd = &ngx_http_sse_redis;
 
     if (reply == NULL) {
-        /* the link went: the next one asks again */
+        /*
+         * the link went: the next one asks again, and the publishes that
+         * waited for the answer hear at once that Redis is unavailable
+         */
+
+        if (rd->group_pool && !rd->group_send.posted) {
+            ngx_post_event(&rd->group_send, &ngx_posted_events);
+        }
+
         return;
     }
 

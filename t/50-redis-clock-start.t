@@ -16,6 +16,7 @@ use lib "$FindBin::Bin/lib";
 use SSETest;
 use SSERedis;
 use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
 
 my $HOLD = 2;
 my $r = SSERedis->start;
@@ -52,5 +53,30 @@ is($res->{status}, 201, 'a POST after the TIME answer: 201');
 $s->close;
 $N->stop;
 $F->stop;
+
+# the link breaks while a POST waits for the TIME answer: 503 at once,
+# not after sse_redis_timeout
+{
+    my $G = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port, hold_time => 30);
+    my $M = start_node(url => $G->url, workers => 1, ready => 0, http => "sse_redis_timeout 5s;\n");
+    ok(wait_until(sub { $G->log_text =~ /^hold$/m }, 10, 0.01), 'cut: the first TIME is held back');
+    ok(wait_redis($M, 'up', 5), 'cut: the link is up');
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $M->port, Proto => 'tcp')
+        or die "connect: $!";
+    print $sock "POST /pub/news HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nwait";
+    sleep 0.3;
+    ok($G->cut, 'cut: the link breaks while the POST waits for the TIME answer');
+    my $t0 = time();
+    local $/;
+    my $answer = <$sock> // '';
+    my $dt = time() - $t0;
+    like($answer, qr{\AHTTP/1\.\d 503 .*"error":"redis unavailable"}s, 'cut: the POST gets 503 "redis unavailable"');
+    ok($dt < 2, sprintf('cut: at once (%.2f s), not after sse_redis_timeout (5 s)', $dt));
+    sleep 0.5;
+    is(join(',', map { $_->{fields}{data} } $r->log_of('sse:log', 'news')), 'before TIME,after TIME',
+       'cut: Redis did not log it');
+    $M->stop;
+    $G->stop;
+}
 $r->stop;
 done_testing;
