@@ -1359,6 +1359,11 @@ ngx_http_sse_redis_log_up(ngx_http_sse_redis_link_t *link)
 static void
 ngx_http_sse_redis_cmd_ready(ngx_http_sse_redis_link_t *link)
 {
+    /*
+     * the Redis on the other end may not be the one before (a failover):
+     * publishes wait for its clock, as at the start
+     */
+    ngx_http_sse_redis.clock_known = 0;
     ngx_http_sse_redis.clock_at = 0;
     ngx_http_sse_redis_clock();
 }
@@ -1498,8 +1503,9 @@ ngx_http_sse_redis_now(void)
 
 /*
  * Appends entries to the log in one script call.  NGX_DECLINED when the
- * command link is not up; else *opp is the operation, whose done handler
- * is called once, unless it is cancelled first.
+ * command link is not up (or not yet past its first TIME, with a full
+ * group waiting); else *opp is the operation, whose done handler is called
+ * once, unless it is cancelled first.
  */
 
 ngx_int_t
@@ -1513,6 +1519,13 @@ ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
     rd = &ngx_http_sse_redis;
 
     if (rd->conf == NULL || rd->cmd.state != NGX_HTTP_SSE_REDIS_READY) {
+        return NGX_DECLINED;
+    }
+
+    if (!rd->clock_known && rd->group_pool
+        && rd->group_entries.nelts >= NGX_HTTP_SSE_REDIS_GROUP)
+    {
+        /* a full group waits for Redis's clock: no more may join it */
         return NGX_DECLINED;
     }
 

@@ -13,7 +13,11 @@
 #     (1h): they were taken for 2 h old, dropped as they came in, and a
 #     resume got nothing;
 #  D. Redis 2 h ahead: an event kept for 1 s is gone after 1 s (it was
-#     taken for one 2 h in the future, kept 2 h).
+#     taken for one 2 h in the future, kept 2 h);
+#  E. the node's link moves to another Redis whose clock is 20 s behind the
+#     first's (a failover): a POST made before the new Redis has answered
+#     TIME, answered 503, is not logged by it (its deadline was taken on
+#     the first Redis's clock, 20 s late for the new one, which took it).
 # nginx runs with an LD_PRELOAD shim (t/skew/skew.c) that moves its wall
 # clock only; its monotonic clock, redis-server and the test keep the real
 # time.  SKEW_CONTROL=1 runs the same with no skew.
@@ -141,6 +145,40 @@ sub skewed_node {
     $s->close;
     $N->stop;
     $r->stop;
+}
+
+# E (here the shim moves the second redis-server's clock, not nginx's)
+{
+    my $r1 = SSERedis->start;
+    my $r2 = do {
+        local $ENV{LD_PRELOAD} = $so;
+        local $ENV{SSE_SKEW_MS} = $ENV{SKEW_CONTROL} ? 0 : -20000;
+        SSERedis->start;
+    };
+    my $t1 = $r1->cmd('TIME');
+    my $t2 = $r2->cmd('TIME');
+    my $d = ref $t1 && ref $t2 ? $t1->[0] - $t2->[0] : 0;
+    is(abs($d - ($ENV{SKEW_CONTROL} ? 0 : 20)) <= 1 ? 1 : 0, 1, "E: the second Redis's clock is ${d} s behind the first's");
+    my $P1 = SSERedis::Fake->start(mode => 'proxy', backend_port => $r1->port);
+    my $N = start_node(url => $P1->url, workers => 1, name => 'E', http => "sse_redis_timeout 1s;\n");
+    is($N->publish('/pub/news', 'on the first')->{status}, 201, 'E: a POST through the first Redis');
+    my $port = $P1->port;
+    $P1->stop;
+    my $P2 = SSERedis::Fake->start(mode => 'proxy', backend_port => $r2->port, port => $port,
+                                   hold_time => 30);
+    ok(wait_until(sub { $P2->log_text =~ /^hold$/m }, 10, 0.01),
+       "E: the link is made again, to the second Redis, whose TIME answer is held back");
+    my $res = $N->publish('/pub/news', 'before its TIME');
+    is($res->{status}, 503, 'E: a POST before its answer: 503 within sse_redis_timeout');
+    ok(wait_until(sub { $P2->log_text =~ /^release on close$/m }, 5, 0.05),
+       'E: the link is given up; what it sent reaches the second Redis');
+    sleep 0.5;
+    is(join(',', map { $_->{fields}{data} } $r2->log_of('sse:log', 'news')), '',
+       'E: the second Redis did not log the POST answered 503');
+    $N->stop;
+    $P2->stop;
+    $r1->stop;
+    $r2->stop;
 }
 
 done_testing;

@@ -78,5 +78,29 @@ $F->stop;
     $M->stop;
     $G->stop;
 }
+# a group that waits for the TIME answer is not grown past its size (1000
+# entries): a publish that would join a full one gets 503 at once
+{
+    my $G = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port, hold_time => 2);
+    my $M = start_node(url => $G->url, workers => 1, ready => 0, http => "sse_redis_timeout 5s;\n");
+    ok(wait_until(sub { $G->log_text =~ /^hold$/m }, 10, 0.01), 'full: the first TIME is held back');
+    ok(wait_redis($M, 'up', 5), 'full: the link is up');
+    my $body = join '', map { "data: b$_\n\n" } 1 .. 1000;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $M->port, Proto => 'tcp')
+        or die "connect: $!";
+    print $sock "POST /pub/bulk HTTP/1.0\r\nContent-Type: text/event-stream\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    sleep 0.3;
+    my $t0 = time();
+    my $res = $M->publish('/pub/bulk', 'one more');
+    check_json_error($res, 503, 'full: a POST that would join a full group waiting for TIME');
+    ok(time() - $t0 < 1, sprintf('full: answered at once (%.2f s)', time() - $t0));
+    local $/;
+    my $answer = <$sock> // '';
+    like($answer, qr{\AHTTP/1\.\d 201 }, 'full: the 1000 events that filled the group: 201 once TIME is answered');
+    is(scalar($r->log_of('sse:log', 'bulk')), 1000, 'full: Redis logged those 1000, not the one answered 503');
+    $M->stop;
+    $G->stop;
+}
 $r->stop;
 done_testing;
