@@ -54,16 +54,32 @@ $s->close;
 $N->stop;
 $F->stop;
 
+# a node of one worker behind a proxy that holds its first TIME for
+# $hold s; back once the link is up and the TIME held
+sub held_node {
+    my ($tag, $hold) = @_;
+    my $G = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port, hold_time => $hold);
+    my $M = start_node(url => $G->url, workers => 1, ready => 0, http => "sse_redis_timeout 5s;\n");
+    ok(wait_until(sub { $G->log_text =~ /^hold$/m }, 10, 0.01), "$tag: the first TIME is held back");
+    ok(wait_redis($M, 'up', 5), "$tag: the link is up");
+    return ($G, $M);
+}
+
+# a POST sent, its answer read later
+sub post_async {
+    my ($M, $path, $type, $body) = @_;
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $M->port, Proto => 'tcp')
+        or die "connect: $!";
+    print $sock "POST $path HTTP/1.0\r\nContent-Type: $type\r\n"
+        . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    return $sock;
+}
+
 # the link breaks while a POST waits for the TIME answer: 503 at once,
 # not after sse_redis_timeout
 {
-    my $G = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port, hold_time => 30);
-    my $M = start_node(url => $G->url, workers => 1, ready => 0, http => "sse_redis_timeout 5s;\n");
-    ok(wait_until(sub { $G->log_text =~ /^hold$/m }, 10, 0.01), 'cut: the first TIME is held back');
-    ok(wait_redis($M, 'up', 5), 'cut: the link is up');
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $M->port, Proto => 'tcp')
-        or die "connect: $!";
-    print $sock "POST /pub/news HTTP/1.0\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nwait";
+    my ($G, $M) = held_node('cut', 30);
+    my $sock = post_async($M, '/pub/news', 'text/plain', 'wait');
     sleep 0.3;
     ok($G->cut, 'cut: the link breaks while the POST waits for the TIME answer');
     my $t0 = time();
@@ -81,15 +97,9 @@ $F->stop;
 # a group that waits for the TIME answer is not grown past its size (1000
 # entries): a publish that would join a full one gets 503 at once
 {
-    my $G = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port, hold_time => 2);
-    my $M = start_node(url => $G->url, workers => 1, ready => 0, http => "sse_redis_timeout 5s;\n");
-    ok(wait_until(sub { $G->log_text =~ /^hold$/m }, 10, 0.01), 'full: the first TIME is held back');
-    ok(wait_redis($M, 'up', 5), 'full: the link is up');
-    my $body = join '', map { "data: b$_\n\n" } 1 .. 1000;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $M->port, Proto => 'tcp')
-        or die "connect: $!";
-    print $sock "POST /pub/bulk HTTP/1.0\r\nContent-Type: text/event-stream\r\n"
-        . "Content-Length: " . length($body) . "\r\n\r\n$body";
+    my ($G, $M) = held_node('full', 2);
+    my $sock = post_async($M, '/pub/bulk', 'text/event-stream',
+                          join '', map { "data: b$_\n\n" } 1 .. 1000);
     sleep 0.3;
     my $t0 = time();
     my $res = $M->publish('/pub/bulk', 'one more');
