@@ -1263,6 +1263,19 @@ ngx_http_sse_redis_link_lost(ngx_http_sse_redis_link_t *link)
     link->lost = 1;
     link->reason[0] = '\0';
 
+    if (link == &rd->cmd) {
+        /*
+         * the Redis of the next link may not be this one (a failover):
+         * publishes wait for its clock, as at the start; those that
+         * waited for this link hear at once that it is down
+         */
+        rd->clock_known = 0;
+
+        if (rd->group_pool && !rd->group_send.posted) {
+            ngx_post_event(&rd->group_send, &ngx_posted_events);
+        }
+    }
+
     if (!link->wanted || ngx_exiting || link->retry.timer_set) {
         return;
     }
@@ -1359,11 +1372,6 @@ ngx_http_sse_redis_log_up(ngx_http_sse_redis_link_t *link)
 static void
 ngx_http_sse_redis_cmd_ready(ngx_http_sse_redis_link_t *link)
 {
-    /*
-     * the Redis on the other end may not be the one before (a failover):
-     * publishes wait for its clock, as at the start
-     */
-    ngx_http_sse_redis.clock_known = 0;
     ngx_http_sse_redis.clock_at = 0;
     ngx_http_sse_redis_clock();
 }
@@ -1418,15 +1426,7 @@ ngx_http_sse_redis_clock_reply(redisAsyncContext *ac, void *r,
     rd = &ngx_http_sse_redis;
 
     if (reply == NULL) {
-        /*
-         * the link went: the next one asks again, and the publishes that
-         * waited for the answer hear at once that Redis is unavailable
-         */
-
-        if (rd->group_pool && !rd->group_send.posted) {
-            ngx_post_event(&rd->group_send, &ngx_posted_events);
-        }
-
+        /* the link went (link_lost() tells the publishes that waited) */
         return;
     }
 
@@ -1503,9 +1503,9 @@ ngx_http_sse_redis_now(void)
 
 /*
  * Appends entries to the log in one script call.  NGX_DECLINED when the
- * command link is not up (or not yet past its first TIME, with a full
- * group waiting); else *opp is the operation, whose done handler is called
- * once, unless it is cancelled first.
+ * command link is down (or not yet past its first TIME, with a full group
+ * waiting); else *opp is the operation, whose done handler is called once,
+ * unless it is cancelled first.
  */
 
 ngx_int_t
@@ -1518,7 +1518,13 @@ ngx_http_sse_redis_append(ngx_http_sse_redis_entry_t *e, ngx_uint_t n,
 
     rd = &ngx_http_sse_redis;
 
-    if (rd->conf == NULL || rd->cmd.state != NGX_HTTP_SSE_REDIS_READY) {
+    /*
+     * a link being made (a worker just started, as in a reload, or a
+     * retry) is waited for, up to sse_redis_timeout: only one that is
+     * down refuses at once
+     */
+
+    if (rd->conf == NULL || rd->cmd.state == NGX_HTTP_SSE_REDIS_DOWN) {
         return NGX_DECLINED;
     }
 
@@ -1672,10 +1678,11 @@ ngx_http_sse_redis_group_send(ngx_event_t *ev)
         return;
     }
 
-    if (!rd->clock_known && rd->cmd.state == NGX_HTTP_SSE_REDIS_READY) {
+    if (!rd->clock_known && rd->cmd.state != NGX_HTTP_SSE_REDIS_DOWN) {
         /*
-         * a deadline on Redis's clock needs it: the group goes once TIME
-         * is answered (one round trip, after a worker starts)
+         * a deadline on Redis's clock needs it: the group goes once the
+         * link is up and TIME is answered (a round trip after the
+         * handshake), or fails when the link does
          */
         return;
     }

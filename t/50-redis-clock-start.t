@@ -112,5 +112,22 @@ sub post_async {
     $M->stop;
     $G->stop;
 }
+# a worker that has just started (a reload) and is still making its link:
+# a POST waits for the link instead of getting 503 at once
+{
+    my $G = SSERedis::Fake->start(mode => 'proxy', backend_port => $r->port,
+                                  hold_cmd => 'SCRIPT', hold_time => 1);
+    my $M = start_node(url => $G->url, workers => 1, ready => 0, http => "sse_redis_timeout 5s;\n");
+    ok(wait_until(sub { $G->log_text =~ /^hold$/m }, 10, 0.01), 'starting: the link\'s handshake is held back');
+    my $t0 = time();
+    my $res = $M->publish('/pub/starting', 'while the link is made');
+    is($res->{status}, 201, 'starting: a POST while the link is being made: 201')
+        or diag($res->{body});
+    ok(time() - $t0 > 0.5, sprintf('starting: once the link was up (%.2f s)', time() - $t0));
+    is(join(',', map { $_->{fields}{data} } $r->log_of('sse:log', 'starting')), 'while the link is made',
+       'starting: Redis logged it');
+    $M->stop;
+    $G->stop;
+}
 $r->stop;
 done_testing;
