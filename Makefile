@@ -199,7 +199,8 @@ test-valgrind: deps build
 VALGRIND_CI := t/05-resume.t t/06-multichannel.t t/10-channel-admin.t \
                t/13-disconnect.t t/15-status.t t/64-replay-bounded.t \
                t/66-multichannel-stop.t t/71-error-pages.t t/50-redis-log.t \
-               t/50-redis-replies.t t/50-redis-resume-behind.t
+               t/50-redis-replies.t t/50-redis-resume-behind.t \
+               t/50-redis-clock-start.t t/50-redis-time-garbage.t
 
 test-valgrind-ci: deps build
 	$(VALGRIND_ENV) prove $(VALGRIND_CI)
